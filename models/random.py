@@ -1,0 +1,16 @@
+"""Random-init floor: the shared encoder at its seeded initialisation, never trained.
+
+Every learned row must clear it; its BN layers use their initial running statistics (mean 0, var 1).
+"""
+from __future__ import annotations
+
+from repeval.train import Family
+from repeval.zoo import register_model
+
+
+@register_model("random", "Random init")
+class RandomInit(Family):
+    trains = False
+
+    def hparams(self):
+        return {"init": "pytorch default, seeded by train.seed"}

@@ -1,0 +1,19 @@
+"""repeval: benchmark learned image representations with the Deep InfoMax evaluation protocols."""
+from .config import TrainConfig
+from .nets import SharedEncoder
+from .protocol import ProtocolInput, register_protocol
+from .registry import DATASETS, MODELS, PROTOCOLS
+from .train import Family
+from .zoo import register_encoder, register_model
+
+__version__ = "0.1.0"
+
+
+def load_builtins() -> None:
+    """Register the built-in encoder families and protocols (idempotent)."""
+    import repeval.models  # noqa: F401
+    import repeval.protocols  # noqa: F401
+
+
+__all__ = ["TrainConfig", "SharedEncoder", "ProtocolInput", "register_protocol", "DATASETS", "MODELS",
+           "PROTOCOLS", "Family", "register_encoder", "register_model", "load_builtins"]

@@ -1,0 +1,110 @@
+"""Frozen configuration dataclasses, strict overrides and stable hashing.
+
+Every setting that can change a number lives in a frozen dataclass, is recorded in full in each
+result record, and enters that record's config hash. Overrides are strict: an unknown key is a
+one-line error naming the key, where it came from, and the valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Encoder training (DIM_SPEC.md "Optimisation"): Adam 1e-4, betas (0.5, 0.999), batch 64."""
+
+    epochs: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    critic_units: int = 2048      # D of the DIM critics (1x1-conv "encoder-and-dot" networks)
+    precision: str = "fp32"       # "fp32" or "bf16" (autocast): recorded, never silent
+    seed: int = 0                 # encoder initialisation and training order
+    max_train: int = 0            # 0 = whole training split, else the first N of a seeded shuffle
+
+    def __post_init__(self):
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        for k in ("epochs", "batch_size", "critic_units", "max_train"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"train.{k} must be >= 0, got {getattr(self, k)}")
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Convert a string from the command line (or a JSON value) to the field's type."""
+    origin = typing.get_origin(typ)
+    if isinstance(typ, str):  # postponed annotations
+        typ = {"int": int, "float": float, "str": str, "bool": bool}.get(typ, typ)
+    try:
+        if typ is bool and isinstance(value, str):
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(value)
+        if typ in (int, float, str, bool):
+            return typ(value)
+        if origin is tuple or (isinstance(typ, str) and typ.startswith("tuple")) or isinstance(value, (list, tuple)):
+            if isinstance(value, str):
+                value = [v for v in value.strip("()[]").split(",") if v.strip()]
+            inner = typing.get_args(typ)[0] if typing.get_args(typ) else float
+            inner = inner if inner in (int, float, str) else float
+            return tuple(inner(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: cannot read {value!r} as {getattr(typ, '__name__', typ)}") from None
+    return value
+
+
+def make_config(cls: type, overrides: Mapping[str, Any] | None = None, where: str = "config") -> Any:
+    """Instantiate the frozen dataclass ``cls`` with ``overrides``; unknown keys are an error."""
+    overrides = dict(overrides or {})
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    bad = [k for k in overrides if k not in valid]
+    if bad:
+        raise ConfigError(f"bad config key '{where}.{bad[0]}'; valid keys: {', '.join(valid)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in overrides.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a JSON-able structure (dataclasses are converted)."""
+    def default(o):
+        if dataclasses.is_dataclass(o):
+            return dataclasses.asdict(o)
+        if isinstance(o, (set, frozenset)):
+            return sorted(o)
+        raise TypeError(f"not hashable as config: {type(o).__name__}")
+    blob = json.dumps(obj, sort_keys=True, default=default, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["train.epochs=3", "mlp.epochs=5"]`` -> ``{"train": {"epochs": "3"}, "mlp": {"epochs": "5"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set expects SECTION.KEY=VALUE (e.g. train.epochs=3), got {item!r}")
+        out.setdefault(section.strip(), {})[name.strip()] = value.strip()
+    return out

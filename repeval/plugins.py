@@ -1,0 +1,28 @@
+"""``--plugin path/to/file.py``: run a user's file that registers encoders or protocols."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+
+class PluginError(RuntimeError):
+    pass
+
+
+def load_plugin(path: str | Path) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise PluginError(f"plugin file not found: {p}")
+    mod_name = f"repeval_plugin_{p.stem}_{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
+    if mod_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(mod_name, p)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[mod_name]
+        raise PluginError(f"plugin {p} failed to load: {type(e).__name__}: {e}") from None

@@ -1,0 +1,59 @@
+"""Named budgets. A preset is a set of overrides per config section; the resolved values are
+recorded in every result, so a table always says which budget produced it.
+
+Sections: ``train`` (:class:`repeval.config.TrainConfig`) and one per protocol (its config class).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    dataset: str
+    sections: dict = field(default_factory=dict)   # section -> {key: value}
+
+    def section(self, name: str) -> dict:
+        return dict(self.sections.get(name, {}))
+
+
+PRESETS: Registry[Preset] = Registry("preset")
+
+
+def _add(p: Preset) -> None:
+    PRESETS.register(p.name, p)
+
+
+_add(Preset(
+    "quick", "embedded default: the whole zoo and every protocol in a few minutes on 2 CPU cores",
+    "digits",
+    {"train": {"epochs": 4, "critic_units": 256, "precision": "fp32"},
+     "mlp": {"epochs": 20, "milestones": (10, 15)},
+     "svm": {"epochs": 10, "c_grid": (0.01, 0.1, 1.0)},
+     "recon": {"epochs": 8},
+     "mine": {"steps": 300, "batch_size": 256},
+     "ndm": {"steps": 300, "batch_size": 512}}))
+
+_add(Preset(
+    "cpu", "cifar10-size data in about four hours of background compute on 2 CPU cores",
+    "npz:../shared/data/cifar10-jpeg",
+    {"train": {"epochs": 3, "critic_units": 1024, "precision": "bf16"},
+     "mlp": {"epochs": 15, "milestones": (8, 12)},
+     "svm": {"epochs": 10},
+     "recon": {"epochs": 3},
+     "mine": {"steps": 2000, "batch_size": 256},
+     "ndm": {"steps": 1000, "batch_size": 10000}}))
+
+_add(Preset(
+    "paper", "the paper's budget (1000 epochs, 2048-unit critics, fp32): for a GPU",
+    "cifar10",
+    {"train": {"epochs": 1000, "critic_units": 2048, "precision": "fp32"},
+     "mlp": {"epochs": 200, "milestones": (50, 100)},
+     "svm": {"epochs": 30},
+     "recon": {"epochs": 100},
+     "mine": {"steps": 20000, "batch_size": 256},
+     "ndm": {"steps": 10000, "batch_size": 10000}}))

@@ -1,0 +1,50 @@
+"""What produced a number: package versions, the git commit, the machine."""
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("repeval", "torch", "torchvision", "numpy", "scipy", "scikit-learn", "pytorch-msssim", "pandas")
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the repeval checkout (with '+dirty' when it has local changes), else 'unknown'."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        if not rev:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine(device: str) -> dict[str, str]:
+    info = {"platform": platform.platform(), "processor": platform.machine(), "device": device}
+    if device.startswith("cuda"):
+        import torch
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def provenance(device: str) -> dict:
+    return {"versions": versions(), "git_commit": git_commit(), "machine": machine(device)}

@@ -1,0 +1,70 @@
+"""Name -> object registries for models, protocols and datasets.
+
+A registry fails loudly: an unknown name lists the valid ones, a duplicate name names both
+definitions, so a typo or a plugin clash is a one-line error rather than a silent override.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(KeyError):
+    """Unknown or duplicate registry name (a KeyError whose message prints cleanly)."""
+
+    def __str__(self) -> str:  # KeyError would wrap the message in quotes
+        return str(self.args[0])
+
+
+def _where(obj: Any) -> str:
+    try:
+        target = inspect.unwrap(obj)
+        return f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"
+    except (TypeError, OSError):
+        return repr(obj)
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, obj: T | None = None) -> Any:
+        """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
+        if obj is None:
+            return lambda o: self.register(name, o)
+        if name in self._items:
+            raise RegistryError(
+                f"duplicate {self.kind} name '{name}': defined at {_where(self._items[name])} "
+                f"and again at {_where(obj)}")
+        self._items[name] = obj
+        return obj
+
+    def unregister(self, name: str) -> None:
+        self._items.pop(name, None)
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise RegistryError(
+                f"unknown {self.kind} '{name}'; valid {self.kind}s: {', '.join(self.names())}") from None
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+MODELS: Registry[Callable] = Registry("model")
+PROTOCOLS: Registry[Any] = Registry("protocol")
+DATASETS: Registry[Callable] = Registry("dataset")

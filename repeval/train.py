@@ -1,0 +1,124 @@
+"""One training loop for every encoder family.
+
+A :class:`Family` declares its networks (as submodules, ``encoder`` among them), its optimisers
+and one training step; :func:`train` does the rest for all of them: seeded shuffling, batches drawn
+by index from tensors already on the device, last partial batch dropped, a non-finite-loss check,
+an atomic checkpoint after every epoch, and resume from the last one. Each epoch reseeds from
+(seed, epoch), so a run resumed after a kill ends with the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .nets import SharedEncoder
+from .seeding import derive_seed, generator
+from .storage import atomic_torch_save, load_checkpoint
+
+
+class DivergenceError(RuntimeError):
+    """A training loss became NaN or infinite."""
+
+
+class Family(nn.Module):
+    """Base class of an encoder family: ``encoder`` plus whatever heads/critics the objective needs.
+
+    Subclasses set ``display`` (the table's row name), build their networks in ``__init__`` and
+    implement :meth:`train_step`. Families with several players override :meth:`optimizers` and
+    update each player inside ``train_step``.
+    """
+
+    display: str = ""
+    trains: bool = True   # False: the encoder is used as initialised or as loaded (random, pretrained)
+
+    def __init__(self, cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        self.cfg = cfg
+        self.n_classes = n_classes
+        self.encoder: nn.Module = SharedEncoder(in_channels)
+
+    # -- declared by subclasses ------------------------------------------------------------------
+    def hparams(self) -> dict:
+        """Family-specific settings recorded with every result (estimator, beta, weights...)."""
+        return {}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.adam(self.parameters())}
+
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor,
+                   opt: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        """One update on batch ``x``; returns named scalar losses (detached or not)."""
+        raise NotImplementedError
+
+    # -- helpers for subclasses ------------------------------------------------------------------
+    def adam(self, params) -> torch.optim.Adam:
+        return torch.optim.Adam(params, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2))
+
+    def amp(self, x: torch.Tensor):
+        """bf16 autocast when ``precision == 'bf16'``; a no-op in fp32."""
+        if self.cfg.precision == "bf16":
+            return torch.autocast(x.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def _check_finite(losses: dict[str, torch.Tensor], where: str) -> dict[str, float]:
+    out = {k: float(v) for k, v in losses.items()}
+    for k, v in out.items():
+        if not math.isfinite(v):
+            raise DivergenceError(f"non-finite loss '{k}' = {v} {where}")
+    return out
+
+
+def train(family: Family, x: torch.Tensor, labels: torch.Tensor, ckpt_path: str | Path,
+          *, name: str = "model", progress: Callable | None = None) -> list[dict[str, float]]:
+    """Train ``family`` on images ``x`` (N, C, H, W, already on the device) for ``cfg.epochs``.
+
+    Resumes from ``ckpt_path`` when it exists; writes it atomically after every epoch. Returns the
+    per-epoch mean losses (including those of resumed epochs, restored from the checkpoint).
+    """
+    cfg = family.cfg
+    ckpt_path = Path(ckpt_path)
+    opts = family.optimizers()
+    history: list[dict[str, float]] = []
+    start = 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=x.device)
+        family.load_state_dict(state["family"])
+        for k, o in opts.items():
+            o.load_state_dict(state["optim"][k])
+        start, history = int(state["epoch"]), list(state["history"])
+    n, bs = x.shape[0], cfg.batch_size
+    steps = n // bs
+    if steps == 0:
+        raise ValueError(f"{name}: {n} training images is fewer than one batch of {bs}")
+    for epoch in range(start, cfg.epochs):
+        family.train()
+        torch.manual_seed(derive_seed(cfg.seed, "train-step", epoch))
+        perm = torch.randperm(n, generator=generator(derive_seed(cfg.seed, "shuffle", epoch))).to(x.device)
+        sums: dict[str, float] = {}
+        for step in range(steps):
+            idx = perm[step * bs:(step + 1) * bs]
+            losses = _check_finite(family.train_step(x[idx], labels[idx], opts),
+                                   f"in {name} at epoch {epoch + 1} step {step + 1}")
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if progress:
+                progress(epoch, step, steps, losses)
+        history.append({k: v / steps for k, v in sums.items()})
+        atomic_torch_save(ckpt_path, {"family": family.state_dict(),
+                                      "optim": {k: o.state_dict() for k, o in opts.items()},
+                                      "epoch": epoch + 1, "history": history})
+    family.eval()
+    return history
