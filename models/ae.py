@@ -14,7 +14,7 @@ class AE(Family):
         super().__init__(cfg, n_classes, in_channels)
         self.decoder = Decoder(self.encoder.y_dim, in_channels)
 
-    def train_step(self, x, labels, opt):
+    def train_step(self, x, labels, index, opt):
         with self.amp(x):
             loss = F.mse_loss(self.decoder(self.encoder(x)["y"]).float(), x)
         self.update(opt["model"], loss)

@@ -51,9 +51,14 @@ class Family(nn.Module):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": self.adam(self.parameters())}
 
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor,
+    def prepare(self, n_train: int) -> None:
+        """Called once before training (and before a resume loads the checkpoint) with the number
+        of training images; families with per-image state (NAT's targets) allocate it here."""
+
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
                    opt: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
-        """One update on batch ``x``; returns named scalar losses (detached or not)."""
+        """One update on batch ``x`` (``index``: the images' positions in the training set);
+        returns named scalar losses."""
         raise NotImplementedError
 
     # -- helpers for subclasses ------------------------------------------------------------------
@@ -90,6 +95,7 @@ def train(family: Family, x: torch.Tensor, labels: torch.Tensor, ckpt_path: str 
     """
     cfg = family.cfg
     ckpt_path = Path(ckpt_path)
+    family.prepare(x.shape[0])
     opts = family.optimizers()
     history: list[dict[str, float]] = []
     start = 0
@@ -110,7 +116,7 @@ def train(family: Family, x: torch.Tensor, labels: torch.Tensor, ckpt_path: str 
         sums: dict[str, float] = {}
         for step in range(steps):
             idx = perm[step * bs:(step + 1) * bs]
-            losses = _check_finite(family.train_step(x[idx], labels[idx], opts),
+            losses = _check_finite(family.train_step(x[idx], labels[idx], idx, opts),
                                    f"in {name} at epoch {epoch + 1} step {step + 1}")
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
