@@ -7,6 +7,7 @@ included only for protocols that declare ``needs_images`` (reconstruction, MINE)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -27,6 +28,7 @@ class ProtocolInput:
     train: Split
     test: Split
     n_classes: int
+    artifact_stem: Path | None = None  # e.g. results/<dataset>/recon/<model>: where figures may go
 
 
 @dataclass(frozen=True)

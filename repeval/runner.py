@@ -165,7 +165,7 @@ def _run_model(name: str, opts: RunOptions, ds: Dataset, train_cfg: TrainConfig,
         inp = ProtocolInput(tap,
                             Split(feats["train"][tap], ds.y_train, ds.x_train if imgs else None),
                             Split(feats["test"][tap], ds.y_test, ds.x_test if imgs else None),
-                            ds.n_classes)
+                            ds.n_classes, _artifact_stem(opts, ds, name, pspec.name, seed))
         seed_everything(derive_seed(seed, pspec.name, tap))
         t1 = time.time()
         try:
@@ -191,6 +191,10 @@ def _run_model(name: str, opts: RunOptions, ds: Dataset, train_cfg: TrainConfig,
                   "provenance": prov, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(path, record)
         summary.written.append(path)
+
+
+def _artifact_stem(opts: RunOptions, ds: Dataset, model: str, protocol: str, seed: int) -> Path:
+    return Path(opts.results) / ds.name / protocol / (model if seed == 0 else f"{model}-seed{seed}")
 
 
 def _is_done(path: Path, chash: str) -> bool:

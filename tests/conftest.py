@@ -1,0 +1,17 @@
+import pytest
+import torch
+
+import repeval
+
+repeval.load_builtins()
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """Arguments for a tiny `repeval run` on the embedded digits data inside tmp_path."""
+    def args(*extra, models="ae", protocols="mlp"):
+        return ["run", "--models", models, "--protocols", protocols, "--quiet", "--no-table",
+                "--workdir", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
+                "--set", "train.epochs=1", "--set", "mlp.epochs=2", *extra]
+    return args
