@@ -139,6 +139,10 @@ def _run_model(name: str, opts: RunOptions, ds: Dataset, train_cfg: TrainConfig,
                 if step == steps - 1:
                     bar.n = epoch + 1
                     bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:3]}, refresh=True)
+                    if prog.disable:  # a log file instead of a terminal: one line per epoch
+                        log(f"[{name}] epoch {epoch + 1}/{train_cfg.epochs} "
+                            + " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+                            + f" ({time.time() - t0:.0f} s)", opts.quiet)
             train(family, x_dev, y_dev, ckpt, name=name, progress=on_step)
             bar.n = train_cfg.epochs
         del x_dev, y_dev
@@ -159,6 +163,8 @@ def _run_model(name: str, opts: RunOptions, ds: Dataset, train_cfg: TrainConfig,
     extract_s = time.time() - t0
     del family  # free critics/decoders before the protocols
 
+    log(f"[{name}] encoder ready (train {train_s:.0f} s), features {'cached' if all(hits) else 'extracted'} "
+        f"({extract_s:.0f} s); {len(todo)} protocol records to run", opts.quiet)
     prov = provenance(opts.device)
     for pspec, tap, seed, config, path in prog.iter(todo, desc=f"{name} protocols", unit="record"):
         imgs = pspec.needs_images
@@ -190,6 +196,10 @@ def _run_model(name: str, opts: RunOptions, ds: Dataset, train_cfg: TrainConfig,
                                "extract": round(extract_s, 3), "features_cached": all(hits)},
                   "provenance": prov, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(path, record)
+        if ok:
+            log(f"[{name}] {pspec.name}/{tap}/seed{seed}: "
+                + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+                + f" ({record['timing_s']['protocol']:.0f} s)", opts.quiet)
         summary.written.append(path)
 
 

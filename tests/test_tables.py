@@ -1,0 +1,335 @@
+"""`repeval table`: Tables 1 and 4 from fixture records (made here), beside the shipped paper numbers.
+
+Snapshots of the Markdown and LaTeX live in tests/snapshots/; regenerate them after an intended
+change with ``REPEVAL_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_tables.py`` and review the diff.
+"""
+from __future__ import annotations
+
+import difflib
+import io
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from repeval import paper, tables
+from repeval.cli import main
+from repeval.runner import record_path
+from repeval.storage import atomic_write_json
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+DS = "cifar10-jpeg"
+TRAIN = {"batch_size": 64, "beta1": 0.5, "beta2": 0.999, "critic_units": 256, "epochs": 4, "lr": 0.0001,
+         "max_train": 0, "precision": "fp32", "seed": 0}
+PROTO = {"mlp": {"epochs": 20, "milestones": [10, 15]}, "svm": {"epochs": 10, "c_grid": [0.01, 0.1, 1.0]},
+         "recon": {"epochs": 8, "ssim": "released-code SSIM (11x11 window, sigma 11)"},
+         "mine": {"steps": 300, "batch_size": 256}, "ndm": {"steps": 300, "batch_size": 512}}
+PROV = {"versions": {"python": "3.11.7", "repeval": "0.1.0", "torch": "2.14.1"},
+        "git_commit": "0123456789abcdef0123456789abcdef01234567", "machine": {"device": "cpu"}}
+NOTES = {DS: "cifar10-jpeg: a JPEG-derived copy of CIFAR-10 (quality 75), not the original pixels",
+         "cifar100": "torchvision CIFAR100 files", "digits": "sklearn digits"}
+UNTRAINED = {"random", "myenc"}
+
+# (model, display) -> protocol -> tap -> list of metric values (one per seed; None = a failed seed)
+FIXTURE = {
+    DS: {
+        ("ae", "AE"): {"mlp": {"conv": [60.0], "fc": [55.5], "y": [50.25]},
+                       "svm": {"conv": [50, 51, 52, 53, 54], "fc": [40, 41, 42, 43, 44], "y": [30, 30, 30, 30, 30]},
+                       "recon": {"y": [0.61]}, "mine": {"y": [80.0]}, "ndm": {"y": [0.05]}},
+        ("beta-vae", "β-VAE"): {"mlp": {"conv": [58.0], "fc": [57.0]}},           # no y: an em dash
+        ("vae", "VAE"): {"svm": {"conv": [45, 46, 47, 48, 49]}},
+        ("dim-infonce", "DIM(L) (infoNCE)"): {
+            "mlp": {"conv": [69.0, 70.0, 71.0], "fc": [72.0], "y": [65.0]},       # 3 seeds: superscript
+            "svm": {"conv": [60, 61, 62, 63, None], "fc": [50, 50, 50, 50, 50], "y": [45, 46, 45, 46, 45]},
+            "recon": {"y": [0.40]}, "mine": {"y": [40.0]}, "ndm": {"y": [8.5]}},
+        ("random", "Random init"): {"mlp": {"conv": [40.0], "fc": [35.0], "y": [20.0]}},
+        ("myenc", "My encoder"): {"mlp": {"conv": [50.0], "fc": [45.0], "y": [30.0]}},
+    },
+    "cifar100": {
+        ("ae", "AE"): {"mlp": {"conv": [30.0], "fc": [25.0], "y": [20.0]}},
+        ("dim-infonce", "DIM(L) (infoNCE)"): {"mlp": {"conv": [45.0], "fc": [44.0], "y": [40.0]}},
+    },
+}
+METRIC = {"mlp": "accuracy", "svm": "accuracy", "recon": "ssim", "mine": "mi", "ndm": "ndm"}
+
+
+def _metrics(model, protocol, value) -> dict:
+    if value is None:
+        return {}
+    if protocol == "recon" and model == "ae":      # only AE's recon reports a true MS-SSIM
+        return {"ssim": value, "ms_ssim": round(value - 0.1, 6)}
+    return {METRIC[protocol]: value}
+
+
+def make_record(dataset, model, display, protocol, tap, seed, value) -> dict:
+    ok = value is not None
+    config = {"preset": "quick", "model": model, "display": display, "dataset": dataset,
+              "train": None if model in UNTRAINED else TRAIN, "family": {}, "train_key": "k",
+              "protocol": protocol, "protocol_config": PROTO[protocol], "tap": tap, "seed": seed}
+    return {"model": model, "display": display, "dataset": dataset, "dataset_note": NOTES[dataset],
+            "protocol": protocol, "tap": tap, "seed": seed, "success": ok,
+            "error": None if ok else "ProtocolFailure: svm loss became nan at epoch 3",
+            "metrics": _metrics(model, protocol, value), "config": config, "config_hash": "h",
+            "encoder_hash": "e", "timing_s": {"protocol": 1.0}, "provenance": PROV,
+            "created": "2026-01-01T00:00:00+0000"}
+
+
+def write_fixture(results: Path, datasets=(DS, "cifar100")) -> Path:
+    for ds in datasets:
+        for (model, display), protos in FIXTURE[ds].items():
+            for protocol, taps in protos.items():
+                for tap, values in taps.items():
+                    for seed, v in enumerate(values):
+                        atomic_write_json(record_path(results, ds, model, protocol, tap, seed),
+                                          make_record(ds, model, display, protocol, tap, seed, v))
+    return results
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    return write_fixture(tmp_path / "results")
+
+
+def _records(results, ds=DS):
+    recs, problems = tables.load_records(results, ds)
+    assert not problems
+    return recs
+
+
+def _cell(df, display, column):
+    row = df[(df["display"] == display) & (df["column"] == column)]
+    assert len(row) == 1, (display, column)
+    return row.iloc[0]
+
+
+def _md_row(md: str, label: str) -> list[str]:
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {label} "))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def check_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("REPEVAL_UPDATE_SNAPSHOTS") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing snapshot {path}: run with REPEVAL_UPDATE_SNAPSHOTS=1"
+    want = path.read_text(encoding="utf-8")
+    diff = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), "snapshot", "now", n=1))
+    assert text == want, f"{name} differs from its snapshot (regenerate: see module doc):\n{diff[:4000]}"
+
+
+# ---------------------------------------------------------------------------------------------- paper data
+
+def test_paper_numbers_load_from_package_and_map_datasets():
+    t1 = paper.paper_values(1, "cifar10")
+    assert t1[(paper.canon("β-VAE"), "conv")].mean == 62.4          # CSV spells it beta-VAE
+    assert paper.paper_values(1, DS) == t1                          # the JPEG copy compares with cifar10
+    assert paper.paper_values(1, "cifar100")[(paper.canon("AE"), "y")].mean == 27.44
+    assert paper.paper_values(1, "digits") == {}
+    assert (paper.canon("Fully supervised"), "conv") not in t1      # blank in the paper
+    t4 = paper.paper_values(4, "cifar10")
+    dim_l = t4[(paper.canon("DIM(L) (infoNCE)"), "svm_conv")]       # the paper's "DIM(L)" row
+    assert (dim_l.mean, dim_l.std) == (63.25, 0.86)
+    assert t4[(paper.canon("VAE"), "ssim")].mean == 0.72            # the paper's msssim column
+    assert paper.paper_values(4, "cifar100") == {}
+
+
+# ---------------------------------------------------------------------------------------------- cells
+
+def test_mean_std_seed_counts_and_failures(results):
+    df = tables.build_table(_records(results), tables.TABLE4, DS)
+    ae = _cell(df, "AE", "svm_conv")
+    assert (ae["mean"], ae["n"], ae["seeds"]) == (52.0, 5, "0 1 2 3 4")
+    assert ae["std"] == pytest.approx(math.sqrt(2.5))             # sample std of 50..54
+    dim = _cell(df, "DIM(L) (infoNCE)", "svm_conv")                 # seed 4 failed: excluded, counted
+    assert (dim["mean"], dim["n"], dim["n_failed"]) == (61.5, 4, 1)
+    md = tables.render_markdown(df, tables.TABLE4, tables.footnotes(df, _records(results), tables.TABLE4))
+    assert _md_row(md, "AE")[1] == "52.00 ± 1.58"
+    assert _md_row(md, "DIM(L) (infoNCE)")[1] == "61.50 ± 1.29 <sup>n=4</sup>"
+    assert "n = 5 seeds per cell (SVM conv, SVM fc, SVM y)" in md
+    assert "n = 1 seed per cell (SSIM, MS-SSIM, MINE, NDM)" in md
+    assert "Failed runs excluded (1): DIM(L) (infoNCE)/svm/conv/seed4: ProtocolFailure" in md
+
+
+def test_missing_cells_are_em_dashes_never_zero(results):
+    recs = _records(results)
+    df = tables.build_table(recs, tables.TABLE1, DS)
+    assert math.isnan(_cell(df, "β-VAE", "y")["mean"]) and _cell(df, "β-VAE", "y")["n"] == 0
+    md = tables.render_markdown(df, tables.TABLE1, [])
+    beta = _md_row(md, "β-VAE")      # conv ours/paper/Δ, fc ours/paper/Δ, y ours/paper/Δ
+    assert beta[7:10] == ["—", "55.43", "—"]
+    nat = _md_row(md, "NAT")         # a paper row we have no record for
+    assert nat[1:4] == ["—", "56.19", "—"]
+    sup = _md_row(md, "Fully supervised")
+    assert sup[1:4] == ["—", "—", "—"] and sup[5] == "75.39"
+    csv = pd.read_csv(io.StringIO(tables.render_csv(df)))
+    row = csv[(csv["display"] == "β-VAE") & (csv["column"] == "y")].iloc[0]
+    assert pd.isna(row["mean"]) and row["paper"] == 55.43 and pd.isna(row["delta"])
+    assert "---" in tables.render_latex(df, tables.TABLE1, [])
+    # ms_ssim: no paper counterpart, a value for AE only; DIM's recon record lacks it (not a failure)
+    t4 = tables.build_table(recs, tables.TABLE4, DS)
+    ms = t4[t4["column"] == "ms_ssim"].set_index("display")
+    assert ms["paper"].isna().all() and ms.loc["AE", "mean"] == pytest.approx(0.51)
+    assert (ms.loc["DIM(L) (infoNCE)", "n"], ms.loc["DIM(L) (infoNCE)", "n_failed"]) == (0, 0)
+    md4 = tables.render_markdown(t4, tables.TABLE4, [])
+    assert "MS-SSIM paper" not in md4 and _md_row(md4, "DIM(L) (infoNCE)")[13] == "—"
+
+
+def test_rows_in_paper_order_then_extras(results):
+    df = tables.build_table(_records(results), tables.TABLE1, DS)
+    order = list(dict.fromkeys(df.sort_values("row")["display"]))
+    assert order == ["Fully supervised", "VAE", "AE", "β-VAE", "AAE", "BiGAN", "NAT", "DIM(G)", "DIM(L) (DV)",
+                     "DIM(L) (JSD)", "DIM(L) (infoNCE)", "Random init", "My encoder"]
+    user = df[df["display"] == "My encoder"]
+    assert user["paper"].isna().all() and (user["mean"] == [50.0, 45.0, 30.0]).all()
+    t4 = tables.build_table(_records(results), tables.TABLE4, DS)
+    assert list(dict.fromkeys(t4.sort_values("row")["display"])) == [
+        "VAE", "AAE", "BiGAN", "NAT", "DIM(G)", "DIM(L+G)", "DIM(L) (infoNCE)", "AE"]
+    # restricted to the models of a run: no paper-only rows
+    only = tables.build_table(_records(results), tables.TABLE1, DS, models=["ae", "myenc"])
+    assert list(dict.fromkeys(only["display"])) == ["AE", "My encoder"]
+
+
+def test_paper_delta(results):
+    df = tables.build_table(_records(results), tables.TABLE1, DS)
+    ae = _cell(df, "AE", "conv")
+    assert ae["paper"] == 62.19 and ae["delta"] == pytest.approx(60.0 - 62.19)
+    md = tables.render_markdown(df, tables.TABLE1, [])
+    assert _md_row(md, "AE")[1:4] == ["60.00", "62.19", "-2.19"]
+    t4 = tables.build_table(_records(results), tables.TABLE4, DS)
+    ssim = _cell(t4, "DIM(L) (infoNCE)", "ssim")                     # ours ssim vs the paper's "MS-SSIM"
+    assert ssim["paper"] == 0.37 and ssim["delta"] == pytest.approx(0.03)
+    svm = _cell(t4, "VAE", "svm_conv")
+    assert (svm["paper"], svm["paper_std"], svm["delta"]) == (53.83, 0.62, pytest.approx(47 - 53.83))
+
+
+def test_rank_agreement_hand_checked(results):
+    df = tables.build_table(_records(results), tables.TABLE1, DS)
+    rank = tables.rank_agreement(df).set_index("column")
+    # conv, models in both: AE (ours 60, paper 62.19), β-VAE (58, 62.4), DIM(L) infoNCE (70, 75.21).
+    # Pairs: AE/β-VAE ours 60 > 58 but paper 62.19 < 62.4: discordant; AE/infoNCE concordant;
+    # β-VAE/infoNCE concordant. No ties: tau = (2 - 1) / 3 = 1/3.
+    assert rank.loc["conv", "n_common"] == 3
+    assert rank.loc["conv", "tau"] == pytest.approx(1 / 3)
+    # y: AE (50.25, 54.47) and infoNCE (65, 69.13) only (β-VAE has no y): one concordant pair -> 1
+    assert (rank.loc["y", "n_common"], rank.loc["y", "tau"]) == (2, pytest.approx(1.0))
+    t4 = tables.rank_agreement(tables.build_table(_records(results), tables.TABLE4, DS)).set_index("column")
+    assert t4.loc["svm_fc", "n_common"] == 1 and math.isnan(t4.loc["svm_fc", "tau"])
+    assert "undefined: 1 model(s)" in t4.loc["svm_fc", "note"]
+    assert t4.loc["svm_conv", "tau"] == pytest.approx(1.0)          # VAE 47 < infoNCE 61.5; 53.83 < 63.25
+
+
+def test_rank_undefined_without_paper_numbers(tmp_path):
+    res = tmp_path / "r"
+    for m, d, v in (("ae", "AE", 90.0), ("random", "Random init", 80.0)):
+        atomic_write_json(record_path(res, "digits", m, "mlp", "conv", 0),
+                          make_record("digits", m, d, "mlp", "conv", 0, v))
+    df = tables.build_table(_records(res, "digits"), tables.TABLE1, "digits")
+    rank = tables.rank_agreement(df)
+    assert rank["tau"].isna().all() and rank["note"].str.contains("no numbers for digits").all()
+    assert "paper" not in tables.render_markdown(df, tables.TABLE1, []).split("Notes:")[0]
+    # columns with neither a record nor a paper number are dropped: only SVM conv here
+    atomic_write_json(record_path(res, "digits", "ae", "svm", "conv", 0),
+                      make_record("digits", "ae", "AE", "svm", "conv", 0, 70.0))
+    t4 = tables.build_table(_records(res, "digits"), tables.TABLE4, "digits")
+    assert list(t4["column"]) == ["svm_conv"] and list(t4["display"]) == ["AE"]
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+def test_snapshots(results):
+    recs = _records(results)
+    for spec in (tables.TABLE1, tables.TABLE4):
+        df = tables.build_table(recs, spec, DS)
+        notes = tables.footnotes(df, recs, spec)
+        check_snapshot(f"{spec.name}_{DS}.md", tables.render_markdown(df, spec, notes, tables.rank_agreement(df)))
+        check_snapshot(f"{spec.name}_{DS}.tex", tables.render_latex(df, spec, notes))
+    both = pd.concat([tables.build_table(_records(results, ds), tables.TABLE1, ds) for ds in (DS, "cifar100")],
+                     ignore_index=True)
+    notes = tables.footnotes(both, recs + _records(results, "cifar100"), tables.TABLE1)
+    check_snapshot("table1_combined.md", tables.render_markdown(both, tables.TABLE1, notes))
+    check_snapshot("table1_combined.tex", tables.render_latex(both, tables.TABLE1, notes))
+
+
+def test_footnotes_state_data_budget_protocols_provenance(results):
+    recs = _records(results)
+    df = tables.build_table(recs, tables.TABLE4, DS)
+    text = "\n".join(tables.footnotes(df, recs, tables.TABLE4))
+    for needle in ("JPEG-derived copy", "paper's CIFAR-10 numbers", "camera-ready", "review version",
+                   "single-scale SSIM", "DIM(L) (infoNCE), the paper's default", "preset quick",
+                   "critic_units=256", "precision=fp32", "c_grid=(0.01, 0.1, 1.0)", "sigma 11",
+                   "commit 0123456789ab", "torch 2.14.1"):
+        assert needle in text, needle
+
+
+def test_tex_escape():
+    assert tables.tex_escape("β-VAE 50% a_b #1 ± `x_y` — ü") == \
+        r"$\beta$-VAE 50\% a\_b \#1 $\pm$ \texttt{x\_y} --- u"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_latex_compiles(results, tmp_path):
+    recs = _records(results)
+    body = []
+    for spec in (tables.TABLE1, tables.TABLE4):
+        df = tables.build_table(recs, spec, DS)
+        (tmp_path / f"{spec.name}.tex").write_text(tables.render_latex(df, spec, tables.footnotes(df, recs, spec)))
+        body.append(rf"\input{{{spec.name}.tex}}")
+    both = pd.concat([tables.build_table(_records(results, ds), tables.TABLE1, ds) for ds in (DS, "cifar100")],
+                     ignore_index=True)
+    (tmp_path / "combined.tex").write_text(tables.render_latex(both, tables.TABLE1, ["β-VAE & 50% — `a_b`"]))
+    body.append(r"\input{combined.tex}")
+    doc = "\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n\\usepackage{booktabs}\n" \
+          "\\begin{document}\n" + "\n".join(body) + "\n\\end{document}\n"
+    (tmp_path / "doc.tex").write_text(doc)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def test_cli_writes_tables_plots_and_rank(results, tmp_path, capsys):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    (results / DS / "recon").mkdir(parents=True)
+    plt.imsave(results / DS / "recon" / "ae.png", np.zeros((8, 16, 3)))
+    assert main(["table", "--results", str(results), "--dataset", DS]) == 0
+    out = results / DS
+    for name in ("table1.md", "table1.tex", "table1.csv", "table4.md", "table4.tex", "table4.csv",
+                 "rank_agreement.csv", "table1.png", "table4.png", "recon_grids.png"):
+        assert (out / name).stat().st_size > 0, name
+    printed = capsys.readouterr().out
+    assert "cifar10-jpeg table1 conv: tau = +0.333 over 3 models" in printed
+    csv = pd.read_csv(out / "table1.csv")
+    assert set(tables.CSV_COLUMNS) <= set(csv.columns)
+    rank = pd.read_csv(out / "rank_agreement.csv")
+    assert set(rank["table"]) == {"table1", "table4"}
+    assert not list(out.glob(".*.tmp"))                              # atomic writes leave no temp files
+
+    # all datasets, --out, md only, no plots: one folder per dataset plus the combined Table 1
+    dest = tmp_path / "out"
+    assert main(["table", "--results", str(results), "--format", "md", "--out", str(dest), "--no-plots"]) == 0
+    assert (dest / DS / "table1.md").exists() and (dest / "cifar100" / "table1.md").exists()
+    assert not (dest / "cifar100" / "table4.md").exists()            # no Table 4 records there
+    combined = (dest / "table1.md").read_text()
+    assert "CIFAR-100 conv paper" in combined and not list(dest.rglob("*.png"))
+
+
+def test_cli_errors(results, capsys):
+    assert main(["table", "--results", str(results), "--dataset", "nope", "--no-plots"]) == 2
+    assert "no records for dataset 'nope'" in capsys.readouterr().err
+    assert main(["table", "--results", str(results), "--format", "md,pdf", "--no-plots"]) == 2
+
+
+def test_run_summary_prints_tables(results, capsys):
+    from repeval.summary import print_summary
+    print_summary(results, DS, ["ae", "dim-infonce"])
+    out = capsys.readouterr().out
+    assert "Table 1" in out and "Table 4" in out and "| AE " in out and "NAT" not in out
