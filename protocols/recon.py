@@ -1,0 +1,248 @@
+"""Reconstruction from the frozen code y (Table 4 "MS-SSIM" column; DIM_SPEC.md protocol 3).
+
+Decoder (DIM_SPEC.md): Linear 64 -> 512x4x4 (no bias), BN, ReLU; transposed convs 4x4/2/1 to 256,
+128, 64 channels (each BN, ReLU); conv 3x3 (pad 1) to 3 channels; tanh. Trained with MSE on the
+frozen codes of the training split (Adam ``lr`` 1e-4, betas (0.5, 0.999) as everywhere in the
+spec, batch 64, last partial batch dropped, seeded order); the codes are standardised per
+dimension with training statistics first (an invertible per-dimension map). Metrics on the test
+split, images and reconstructions in [-1, 1]:
+
+- ``mse``: mean squared error per pixel and channel, in the [-1, 1] pixel scale.
+- ``ssim``: single-scale SSIM (Wang et al. 2004) via ``pytorch_msssim.ssim``: Gaussian window
+  11x11, sigma 1.5, K = (0.01, 0.03), valid convolution, on images mapped to [0, 1] with
+  data range 1 (equivalently range 2.0 on [-1, 1]). This is the paper-compatible column: the
+  released code computes a single-scale SSIM and calls it MS-SSIM (DIM_SPEC.md).
+- ``ms_ssim``: a multi-scale SSIM (Wang et al. 2003) that runs on 32x32 images: ``ms_scales`` = 3
+  scales (32, 16, 8 px, 2x2 average pooling between them), Gaussian window ``ms_win`` = 7x7 with
+  sigma 1.5 at every scale, contrast-structure terms at scales 1..2 and the full SSIM at scale 3,
+  each clipped at 0, with the first three standard weights (0.0448, 0.2856, 0.3001) renormalised
+  to sum to 1: (0.0711, 0.4530, 0.4760). The standard 5-scale 11x11 MS-SSIM needs images larger
+  than 160 px (pytorch-msssim asserts it), so it is not reported.
+- ``ssim_released``: the released DIM code's metric reproduced with its bug (:func:`released_ssim`:
+  11x11 window with sigma 11, zero padding 5, [0, 1] constants on [-1, 1] data), for comparison
+  with the paper's column only.
+
+With ``grid_dir`` set, a PNG of the first ``grid_n`` test images (top row) over their
+reconstructions (bottom row) is written there as ``recon-seed{seed}.png`` (:func:`save_grid`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repeval.nets import deconv_bn_relu
+from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
+from repeval.seeding import derive_seed, generator
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, five scales
+
+
+@dataclass(frozen=True)
+class ReconConfig:
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ms_scales: int = 3
+    ms_win: int = 7
+    ms_sigma: float = 1.5
+    grid_dir: str = ""            # folder for the PNG grid; "" = no image written
+    grid_n: int = 16
+
+    def __post_init__(self):
+        if not 1 <= self.ms_scales <= len(MS_SSIM_WEIGHTS):
+            raise ValueError(f"recon.ms_scales must be in 1..5, got {self.ms_scales}")
+        if self.ms_win % 2 != 1:
+            raise ValueError(f"recon.ms_win must be odd, got {self.ms_win}")
+
+
+class ReconDecoder(nn.Module):
+    """y -> image: Linear to 512 x (H/8) x (W/8), BN, ReLU, 3 x (deconv, BN, ReLU), conv 3x3, tanh."""
+
+    def __init__(self, z_dim: int, out_shape: tuple[int, int, int] = (3, 32, 32)):
+        super().__init__()
+        c, h, w = out_shape
+        if h % 8 or w % 8:
+            raise ValueError(f"reconstruction decoder needs image sides divisible by 8, got {h}x{w}")
+        self.start = (512, h // 8, w // 8)
+        self.fc = nn.Sequential(nn.Linear(z_dim, 512 * (h // 8) * (w // 8), bias=False),
+                                nn.BatchNorm1d(512 * (h // 8) * (w // 8)), nn.ReLU(inplace=True))
+        self.net = nn.Sequential(deconv_bn_relu(512, 256), deconv_bn_relu(256, 128), deconv_bn_relu(128, 64),
+                                 nn.Conv2d(64, c, 3, 1, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(z).view(-1, *self.start))
+
+
+# ----------------------------------------------------------------------------- pure metrics
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1]."""
+    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+def gaussian_window(size: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    coords = torch.arange(size, device=device, dtype=dtype) - size // 2
+    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def ssim_components(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor, data_range: float = 1.0,
+                    k: tuple[float, float] = (0.01, 0.03)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-channel mean SSIM and contrast-structure (N, C), valid Gaussian filtering.
+
+    Same definition as ``pytorch_msssim`` (separable window, no padding).
+    """
+    c = x.shape[1]
+    c1, c2 = (k[0] * data_range) ** 2, (k[1] * data_range) ** 2
+    wh = win.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    wv = win.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(t):
+        return F.conv2d(F.conv2d(t, wh, groups=c), wv, groups=c)
+
+    mu1, mu2 = blur(x), blur(y)
+    s11 = blur(x * x) - mu1 * mu1
+    s22 = blur(y * y) - mu2 * mu2
+    s12 = blur(x * y) - mu1 * mu2
+    cs = (2 * s12 + c2) / (s11 + s22 + c2)
+    ssim_map = (2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1) * cs
+    return ssim_map.flatten(2).mean(-1), cs.flatten(2).mean(-1)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Single-scale SSIM per image (N,) of images in [-1, 1]: pytorch_msssim, 11x11, sigma 1.5, range 1 on [0, 1]."""
+    from pytorch_msssim import ssim as _ssim
+    return _ssim(to_unit(x), to_unit(y), data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
+
+
+def ms_ssim(x: torch.Tensor, y: torch.Tensor, scales: int = 3, win_size: int = 7, sigma: float = 1.5) -> torch.Tensor:
+    """Multi-scale SSIM per image (N,) of images in [-1, 1] (module docstring: scales, window, weights)."""
+    x, y = to_unit(x).float(), to_unit(y).float()
+    smallest = min(x.shape[-2:]) // 2 ** (scales - 1)
+    if smallest < win_size:
+        raise ValueError(f"ms_ssim: {scales} scales of a {tuple(x.shape[-2:])} image leave {smallest} px, "
+                         f"less than the {win_size}-px window")
+    w = torch.tensor(MS_SSIM_WEIGHTS[:scales], device=x.device)
+    w = w / w.sum()
+    win = gaussian_window(win_size, sigma, x.device)
+    terms = []
+    for s in range(scales):
+        full, cs = ssim_components(x, y, win)
+        if s < scales - 1:
+            terms.append(cs.clamp_min(0))
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        else:
+            terms.append(full.clamp_min(0))
+    val = torch.prod(torch.stack(terms) ** w.view(-1, 1, 1), dim=0)   # (N, C)
+    return val.mean(1)
+
+
+def save_grid(images: torch.Tensor, recons: torch.Tensor, path: str | Path) -> Path:
+    """PNG grid: ``images`` (top row) over ``recons`` (bottom row), both (n, C, H, W) in [-1, 1]."""
+    from torchvision.utils import save_image
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = images.shape[0]
+    save_image(to_unit(torch.cat([images, recons]).detach().float().cpu()), str(path), nrow=n, padding=1)
+    return path
+
+
+# ----------------------------------------------------------------------------- protocol
+
+def train_decoder(z: torch.Tensor, x: torch.Tensor, cfg: ReconConfig, *, seed: int) -> tuple[ReconDecoder, float]:
+    """Fit the decoder z -> x with MSE (z, x on the target device); returns (decoder, last epoch's mean loss)."""
+    dev = z.device
+    torch.manual_seed(derive_seed(seed, "recon-init"))
+    dec = ReconDecoder(z.shape[1], tuple(x.shape[1:])).to(dev)
+    opt = torch.optim.Adam(dec.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    n = z.shape[0]
+    bs = min(cfg.batch_size, n)
+    epoch_loss = float("nan")
+    for epoch in range(cfg.epochs):
+        dec.train()
+        perm = torch.randperm(n, generator=generator(derive_seed(seed, "recon-shuffle", epoch))).to(dev)
+        total, count = torch.zeros((), device=dev), 0
+        for s in range(0, n - bs + 1, bs):
+            idx = perm[s:s + bs]
+            loss = F.mse_loss(dec(z[idx]), x[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+            count += 1
+        epoch_loss = float(total) / max(1, count)
+        if epoch_loss != epoch_loss or epoch_loss == float("inf"):
+            raise ProtocolFailure(f"recon decoder loss became {epoch_loss} at epoch {epoch + 1}")
+    return dec.eval(), epoch_loss
+
+
+@torch.no_grad()
+def reconstruct(dec: ReconDecoder, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    dec.eval()
+    return torch.cat([dec(z[s:s + batch_size]) for s in range(0, z.shape[0], batch_size)])
+
+
+@register_protocol("recon", ReconConfig, taps="code", needs_images=True, display="Reconstruction")
+def recon_protocol(inp: ProtocolInput, cfg: ReconConfig, *, seed: int = 0, device: str = "cpu") -> dict:
+    """Decoder on frozen y; test ``mse``, ``ssim`` (paper-compatible) and ``ms_ssim`` (3 scales)."""
+    if inp.train.images is None or inp.test.images is None:
+        raise ProtocolFailure("recon needs images (needs_images=True) but the input has none")
+    dev = torch.device(device)
+    z_tr, z_te = inp.train.features.float(), inp.test.features.float()
+    mu, sd = z_tr.mean(0, keepdim=True), z_tr.std(0, keepdim=True)
+    sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))
+    z_tr, z_te = ((z_tr - mu) / sd).to(dev), ((z_te - mu) / sd).to(dev)
+    x_tr, x_te = inp.train.images.to(dev), inp.test.images.to(dev)
+    dec, train_loss = train_decoder(z_tr, x_tr, cfg, seed=seed)
+    rec = reconstruct(dec, z_te)
+    out = {"mse": float(F.mse_loss(rec, x_te)), "ssim": float(ssim(rec, x_te).mean()),
+           "ms_ssim": float(ms_ssim(rec, x_te, cfg.ms_scales, cfg.ms_win, cfg.ms_sigma).mean()),
+           "ssim_released": float(released_ssim(rec, x_te).mean()),
+           "train_mse": train_loss}
+    if cfg.grid_dir:
+        k = min(cfg.grid_n, x_te.shape[0])
+        save_grid(x_te[:k], rec[:k], Path(cfg.grid_dir) / f"recon-seed{seed}.png")
+    return out
+
+
+# ----------------------------------------------------------------------------- scalar metrics
+# (name_metric(a, b) -> scalar on [-1, 1] images; used by ``repeval validate``)
+
+def released_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The released DIM code's "MS-SSIM" per image (N,) (DIM_SPEC.md protocol 3), reproduced as is.
+
+    Single scale, 11x11 Gaussian window with sigma 11 (the bug: nearly a box window), zero padding
+    5 (same-size maps), constants for a [0, 1] range (C1 = 0.01^2, C2 = 0.03^2), applied to the
+    [-1, 1] data directly.
+    """
+    win = gaussian_window(11, 11.0, x.device)
+    c = x.shape[1]
+    w2 = (win[:, None] * win[None, :]).expand(c, 1, 11, 11).contiguous()
+
+    def blur(t):
+        return F.conv2d(t, w2, padding=5, groups=c)
+
+    x, y = x.float(), y.float()
+    mu1, mu2 = blur(x), blur(y)
+    s11, s22, s12 = blur(x * x) - mu1 ** 2, blur(y * y) - mu2 ** 2, blur(x * y) - mu1 * mu2
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    m = (2 * mu1 * mu2 + c1) * (2 * s12 + c2) / ((mu1 ** 2 + mu2 ** 2 + c1) * (s11 + s22 + c2))
+    return m.flatten(1).mean(1)
+
+
+def ssim_metric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ssim(a, b).mean()
+
+
+def ms_ssim_metric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ms_ssim(a, b).mean()
+
+
+def released_ssim_metric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return released_ssim(a, b).mean()

@@ -1,0 +1,225 @@
+"""Linear SVM with hinge loss on frozen features (Table 4; DIM_SPEC.md protocol 2).
+
+The paper trains "five SVMs with hinge loss" per model and tap and reports the mean and std of
+test accuracy; C and feature scaling were never released. repeval's choices:
+
+- Features standardised per dimension with the training split's mean and std (constant columns
+  are left at 0).
+- Multiclass hinge loss: Crammer-Singer (default; max_k [1{k != y} + s_k] - s_y) or one-vs-rest
+  (sum_k max(0, 1 - t_k s_k), t_k = +-1), linear scores s = W x + b, bias unregularised.
+- Primal objective per C: 1/2 |W|^2 + C sum_i hinge_i, minimised as
+  mean_i hinge_i + |W|^2 / (2 C n) with minibatch Adam (``batch_size``, ``lr``, cosine decay to
+  0 over ``epochs``, at least ``min_steps`` steps), W initialised at 0. All C of the grid are
+  trained together in one pass (the score matrix holds every C's weights); standardisation is
+  folded into the weights (no standardised copy of X), minibatches are fixed contiguous blocks of
+  a seeded permutation visited in a fresh order each epoch, and the weight gradient is computed
+  as G^T X (PERF_NOTES.md: never X^T G).
+- C grid ``c_grid`` (default 1e-4, 1e-3, 1e-2, 1e-1, 1): chosen by accuracy on a validation split
+  (``val_fraction`` = 10% of the training split, seeded, ties go to the smaller C); with
+  ``refit`` the chosen C is then retrained on the whole training split and evaluated on the test
+  split.
+- Five seeds by default (``seeds=5``): the seed changes the validation split and the minibatch
+  order. Reported: ``accuracy`` (test, %), ``c``, ``val_accuracy``, ``train_accuracy``.
+
+The solver (:func:`fit_linear_svm`, :func:`hinge_loss_grad`, :func:`predict`) is pure math on
+tensors and runs on CUDA unchanged.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
+from repeval.seeding import derive_seed, generator
+
+MULTICLASS = ("crammer_singer", "ovr")
+
+
+@dataclass(frozen=True)
+class SVMConfig:
+    epochs: int = 30
+    c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    val_fraction: float = 0.1
+    batch_size: int = 1024
+    lr: float = 1e-3
+    min_steps: int = 500          # at least this many Adam steps (small training sets get more epochs)
+    multiclass: str = "crammer_singer"
+    refit: bool = True
+
+    def __post_init__(self):
+        if self.multiclass not in MULTICLASS:
+            raise ValueError(f"svm.multiclass must be one of {MULTICLASS}, got {self.multiclass!r}")
+        if not self.c_grid or min(self.c_grid) <= 0:
+            raise ValueError(f"svm.c_grid must be a non-empty tuple of positive values, got {self.c_grid}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"svm.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"svm.epochs and svm.batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+
+
+# ----------------------------------------------------------------------------- pure math
+
+def standardize_stats(x: torch.Tensor, eps: float = 1e-6, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and std of ``x`` (float64 accumulation, in chunks); constant columns get std 1."""
+    s = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    s2 = torch.zeros_like(s)
+    for i in range(0, x.shape[0], chunk):
+        b = x[i:i + chunk].double()
+        s += b.sum(0)
+        s2 += (b * b).sum(0)
+    n = x.shape[0]
+    mu = s / n
+    var = (s2 / n - mu * mu).clamp_min(0) * n / max(1, n - 1)
+    sd = var.sqrt()
+    sd = torch.where(sd > eps, sd, torch.ones_like(sd))
+    return mu.float(), sd.float()
+
+
+def hinge_loss_grad(scores: torch.Tensor, onehot: torch.Tensor, multiclass: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-model hinge loss summed over the batch and its gradient w.r.t. the scores.
+
+    ``scores`` (B, M, K) for M models (one per C), ``onehot`` (B, K) the labels one-hot in the
+    scores' dtype. Returns (loss (M,), dS (B, M, K)).
+    """
+    onehot = onehot[:, None, :]                                              # (B, 1, K)
+    if multiclass == "crammer_singer":
+        aug = scores + (1.0 - onehot)
+        top, j = aug.max(dim=2)                                              # (B, M)
+        loss = top - (scores * onehot).sum(2)                                # >= 0 (aug_y = s_y)
+        grad = torch.zeros_like(scores).scatter_(2, j[..., None], 1.0) - onehot
+        return loss.sum(0), grad * (loss > 0).to(scores.dtype)[..., None]
+    if multiclass == "ovr":
+        t = 2.0 * onehot - 1.0
+        margin = 1.0 - t * scores
+        return margin.clamp_min(0).sum((0, 2)), -t * (margin > 0).to(scores.dtype)
+    raise ValueError(f"unknown multiclass '{multiclass}'; valid: {', '.join(MULTICLASS)}")
+
+
+def raw_space(w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold the standardisation into the weights: ((x - mean) / std) W^T + b = x We^T + be.
+
+    ``w`` (R, D), ``b`` (R,) -> (We, be) of the same shapes.
+    """
+    if mean is None:
+        return w, b
+    we = w / std
+    return we, b - we @ mean
+
+
+def predict(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor | None = None,
+            std: torch.Tensor | None = None, chunk: int = 8192) -> torch.Tensor:
+    """Class predictions (N, M) on raw ``x`` for weights ``w`` (M, K, D), biases ``b`` (M, K) in the
+    space standardised by ``mean``/``std`` (None = no standardisation)."""
+    m, k, d = w.shape
+    we, be = raw_space(w.reshape(m * k, d), b.reshape(-1), mean, std)
+    out = [(x[i:i + chunk] @ we.T + be).view(-1, m, k).argmax(2) for i in range(0, x.shape[0], chunk)]
+    return torch.cat(out)
+
+
+def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam, the fused single-kernel implementation where the device has one (same update rule)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: tuple[float, ...] | list[float], *,
+                   epochs: int, batch_size: int = 1024, lr: float = 1e-3, min_steps: int = 0,
+                   multiclass: str = "crammer_singer", seed: int = 0, rows: torch.Tensor | None = None,
+                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise mean_i hinge_i + |W_c|^2 / (2 c n) for every c in ``c_values`` at once.
+
+    ``x`` (N, D) raw features on the target device; ``rows`` selects the training rows (default
+    all). The rows are gathered once in a seeded random order and cut into fixed contiguous
+    minibatches whose order is reshuffled every epoch (no per-step copy). With ``mean``/``std``
+    the problem is posed on standardised features, computed implicitly: scores use the folded
+    weights of :func:`raw_space` and the weight gradient is (G^T X - (1^T G)^T mean^T) / std
+    (G^T X, never X^T G: PERF_NOTES.md). Minibatch Adam with a cosine learning-rate decay to 0 over
+    max(epochs * ceil(N / batch_size), min_steps) steps (whole epochs). Returns W (M, K, D) and
+    b (M, K) in the standardised space. Raises ProtocolFailure on non-finite values.
+    """
+    dev, dt = x.device, torch.float32
+    g = generator(seed)
+    order = torch.randperm(x.shape[0] if rows is None else rows.shape[0], generator=g).to(dev)
+    rows = order if rows is None else rows[order]
+    xp, yp = x[rows], y[rows]
+    n, d = xp.shape
+    m, k = len(c_values), n_classes
+    reg = torch.tensor([1.0 / (c * n) for c in c_values], device=dev, dtype=dt).repeat_interleave(k)[:, None]
+    w = torch.zeros(m * k, d, device=dev, dtype=dt)
+    b = torch.zeros(m * k, device=dev, dtype=dt)
+    w.grad, b.grad = torch.zeros_like(w), torch.zeros_like(b)
+    opt = _adam([w, b], lr)
+    bs = min(batch_size, n)
+    starts = list(range(0, n, bs))
+    epochs = max(epochs, math.ceil(min_steps / len(starts)))
+    total = epochs * len(starts)
+    onehot = torch.nn.functional.one_hot(yp, k).to(dt)
+    step = 0
+    for epoch in range(epochs):
+        for j in torch.randperm(len(starts), generator=g).tolist():
+            s = starts[j]
+            xb = xp[s:s + bs]
+            we, be = raw_space(w, b, mean, std)
+            scores = torch.addmm(be, xb, we.T).view(-1, m, k)
+            loss, gs = hinge_loss_grad(scores, onehot[s:s + bs], multiclass)
+            gs = gs.reshape(-1, m * k).div_(xb.shape[0])
+            torch.mm(gs.T, xb, out=w.grad)                 # G^T X: (M*K, D)
+            torch.sum(gs, 0, out=b.grad)
+            if mean is not None:
+                w.grad.addr_(b.grad, mean, alpha=-1.0).div_(std)
+            w.grad.addcmul_(w, reg)
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+            opt.step()
+            step += 1
+        if not (torch.isfinite(w).all() and torch.isfinite(loss).all()):
+            raise ProtocolFailure(f"svm solver diverged (non-finite weights or loss) at epoch {epoch + 1}")
+    return w.view(m, k, d), b.view(m, k)
+
+
+def accuracy(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Accuracy in % per model for predictions (N, M)."""
+    return 100.0 * (pred == y[:, None]).float().mean(0)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+def svm_select_and_fit(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor,
+                       n_classes: int, cfg: SVMConfig, *, seed: int) -> dict[str, float]:
+    """Choose C on a validation split carved from train, refit, report test accuracy (tensors on one device)."""
+    mean, std = standardize_stats(x_tr)
+    n = x_tr.shape[0]
+    n_val = max(1, int(round(cfg.val_fraction * n)))
+    perm = torch.randperm(n, generator=generator(derive_seed(seed, "svm-val"))).to(x_tr.device)
+    val, fit = perm[:n_val], perm[n_val:]
+    grid = tuple(sorted(cfg.c_grid))
+    opts = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, min_steps=cfg.min_steps,
+                multiclass=cfg.multiclass,
+                mean=mean, std=std)
+    w, b = fit_linear_svm(x_tr, y_tr, n_classes, grid, rows=fit, seed=derive_seed(seed, "svm-select"), **opts)
+    val_acc = accuracy(predict(x_tr[val], w, b, mean, std), y_tr[val])
+    best = int(torch.argmax(val_acc))                      # first maximum = smallest C among ties
+    if cfg.refit:
+        w, b = fit_linear_svm(x_tr, y_tr, n_classes, (grid[best],), seed=derive_seed(seed, "svm-refit"), **opts)
+    else:
+        w, b = w[best:best + 1], b[best:best + 1]
+    test_acc = float(accuracy(predict(x_te, w, b, mean, std), y_te)[0])
+    train_acc = float(accuracy(predict(x_tr, w, b, mean, std), y_tr)[0])
+    out = {"accuracy": test_acc, "c": grid[best], "val_accuracy": float(val_acc[best]),
+           "train_accuracy": train_acc}
+    out.update({f"val_accuracy_c{c:g}": float(a) for c, a in zip(grid, val_acc)})
+    return out
+
+
+@register_protocol("svm", SVMConfig, taps="all", seeds=5, display="Linear SVM")
+def svm_protocol(inp: ProtocolInput, cfg: SVMConfig, *, seed: int = 0, device: str = "cpu") -> dict:
+    """Linear hinge-loss SVM on one tap; C by validation accuracy; test accuracy in % (Table 4)."""
+    dev = torch.device(device)
+    return svm_select_and_fit(inp.train.features.to(dev), inp.train.labels.to(dev), inp.test.features.to(dev),
+                              inp.test.labels.to(dev), inp.n_classes, cfg, seed=seed)
