@@ -2,8 +2,9 @@
 
 The authors never released this code; repeval's choices (Belghazi et al. 2018, "MINE"):
 
-- Statistics network T(x, y): an x-branch (a conv net for images: 3 convs 4x4/2/1 with 64, 128,
-  256 channels and LeakyReLU(0.2), then Linear to ``x_features``; an MLP for vectors), its output
+- Statistics network T(x, y): an x-branch (a conv net for images: convs 4x4/2/1 with
+  ``conv_channels`` = 64, 128, 256 channels and LeakyReLU(0.2), then Linear to ``x_features``
+  and ELU; for vectors an MLP d -> hidden -> x_features with ELU), its output
   concatenated with y, then ``layers`` dense layers of ``hidden`` units (ELU) and a scalar output.
 - Objective: the Donsker-Varadhan bound E_P[T] - log E_Q[e^T] (MINE Eq. 10), trained with the
   moving-average gradient correction of MINE Sec. 3.2 (:func:`repeval.estimators.dv_ema_loss`,
@@ -49,6 +50,7 @@ class MINEConfig:
     hidden: int = 512
     layers: int = 2               # dense layers after the concatenation
     x_features: int = 256         # width of the x branch output
+    conv_channels: tuple[int, ...] = (64, 128, 256)   # image branch: one conv 4x4/2/1 per entry
     eval_shuffles: int = 16       # marginal samples per held-out joint sample
     max_eval: int = 10000         # held-out pairs used for the estimate (0 = all)
     max_train: int = 0            # training pairs used (0 = all)
@@ -63,14 +65,18 @@ class MINEConfig:
 
 # ----------------------------------------------------------------------------- networks
 
-def conv_branch(in_channels: int, size: tuple[int, int], out_features: int) -> nn.Sequential:
-    """x-branch for images: 3 x (conv 4x4/2/1, LeakyReLU 0.2) with 64, 128, 256 channels, Linear."""
+def conv_branch(in_channels: int, size: tuple[int, int], out_features: int,
+                channels: tuple[int, ...] = (64, 128, 256)) -> nn.Sequential:
+    """x-branch for images: (conv 4x4/2/1, LeakyReLU 0.2) per entry of ``channels``, then Linear, ELU."""
     h, w = size
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(64, 128, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(128, 256, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Flatten(), nn.Linear(256 * (h // 8) * (w // 8), out_features), nn.ELU())
+    layers: list[nn.Module] = []
+    c = in_channels
+    for c_out in channels:
+        layers += [nn.Conv2d(c, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c, h, w = c_out, h // 2, w // 2
+    if h < 1 or w < 1:
+        raise ValueError(f"MINE conv branch: {len(channels)} stride-2 convs do not fit a {size} image")
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, out_features), nn.ELU())
 
 
 def vector_branch(d: int, hidden: int, out_features: int) -> nn.Sequential:
@@ -81,10 +87,10 @@ class StatisticsNetwork(nn.Module):
     """T(x, y) = head([branch(x), y]); ``embed`` / ``score`` let one x-embedding serve many y."""
 
     def __init__(self, x_shape: tuple[int, ...], y_dim: int, hidden: int = 512, layers: int = 2,
-                 x_features: int = 256):
+                 x_features: int = 256, conv_channels: tuple[int, ...] = (64, 128, 256)):
         super().__init__()
         if len(x_shape) == 3:
-            self.branch = conv_branch(x_shape[0], (x_shape[1], x_shape[2]), x_features)
+            self.branch = conv_branch(x_shape[0], (x_shape[1], x_shape[2]), x_features, tuple(conv_channels))
         elif len(x_shape) == 1:
             self.branch = vector_branch(x_shape[0], hidden, x_features)
         else:
@@ -158,7 +164,8 @@ def train_mine(x: torch.Tensor, y: torch.Tensor, cfg: MINEConfig, *, seed: int,
     n = x.shape[0]
     bs = min(cfg.batch_size, n)
     torch.manual_seed(derive_seed(seed, "mine-init"))
-    net = StatisticsNetwork(tuple(x.shape[1:]), y.shape[1], cfg.hidden, cfg.layers, cfg.x_features).to(dev)
+    net = StatisticsNetwork(tuple(x.shape[1:]), y.shape[1], cfg.hidden, cfg.layers, cfg.x_features,
+                            cfg.conv_channels).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     decay = (cfg.lr_final / cfg.lr) ** (1.0 / max(1, cfg.steps - 1)) if cfg.lr_final > 0 else 1.0
     g = generator(derive_seed(seed, "mine-batches"))

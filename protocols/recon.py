@@ -3,8 +3,9 @@
 Decoder (DIM_SPEC.md): Linear 64 -> 512x4x4 (no bias), BN, ReLU; transposed convs 4x4/2/1 to 256,
 128, 64 channels (each BN, ReLU); conv 3x3 (pad 1) to 3 channels; tanh. Trained with MSE on the
 frozen codes of the training split (Adam ``lr`` 1e-4, betas (0.5, 0.999) as everywhere in the
-spec, batch 64, last partial batch dropped, seeded order); the codes are standardised per
-dimension with training statistics first (an invertible per-dimension map). Metrics on the test
+spec, batch 64, last partial batch dropped, seeded order; ``max_train`` > 0 trains on a seeded
+subset of that many images); the codes are standardised per dimension with the whole training
+split's statistics first (an invertible per-dimension map). Metrics on the test
 split, images and reconstructions in [-1, 1]:
 
 - ``mse``: mean squared error per pixel and channel, in the [-1, 1] pixel scale.
@@ -51,6 +52,7 @@ class ReconConfig:
     ms_scales: int = 3
     ms_win: int = 7
     ms_sigma: float = 1.5
+    max_train: int = 0            # train the decoder on a seeded subset of this many images (0 = all)
     grid_dir: str = ""            # folder for the PNG grid; "" = no image written
     grid_n: int = 16
 
@@ -197,8 +199,12 @@ def recon_protocol(inp: ProtocolInput, cfg: ReconConfig, *, seed: int = 0, devic
     z_tr, z_te = inp.train.features.float(), inp.test.features.float()
     mu, sd = z_tr.mean(0, keepdim=True), z_tr.std(0, keepdim=True)
     sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))
+    x_tr = inp.train.images
+    if cfg.max_train and z_tr.shape[0] > cfg.max_train:
+        keep = torch.randperm(z_tr.shape[0], generator=generator(derive_seed(seed, "recon-subset")))[:cfg.max_train]
+        z_tr, x_tr = z_tr[keep], x_tr[keep]
     z_tr, z_te = ((z_tr - mu) / sd).to(dev), ((z_te - mu) / sd).to(dev)
-    x_tr, x_te = inp.train.images.to(dev), inp.test.images.to(dev)
+    x_tr, x_te = x_tr.to(dev), inp.test.images.to(dev)
     dec, train_loss = train_decoder(z_tr, x_tr, cfg, seed=seed)
     rec = reconstruct(dec, z_te)
     out = {"mse": float(F.mse_loss(rec, x_te)), "ssim": float(ssim(rec, x_te).mean()),

@@ -9,7 +9,8 @@ model: conv 4,096, fc 1,024, y 64) on 50,000 train / 10,000 test images, or synt
 class-structured features of the same shapes. Each protocol runs with the ``--preset`` config
 (default ``cpu``) except where a cheaper budget is stated in the output: long protocols are
 timed on a stated number of epochs/steps (and images) and extrapolated linearly to the preset's
-budget, marked "extrapolated". The SVM runs its whole protocol (``--svm-seeds`` seeds, the C
+budget, marked "extrapolated" (training time scaled by epochs/steps/images, plus the measured
+evaluation time). The SVM runs its whole protocol (``--svm-seeds`` seeds, the C
 grid, selection + refit) on the conv tap; LinearSVC(loss='hinge') is fitted once per C in
 ``--sklearn-c`` with ``--sklearn-max-iter`` on ``--sklearn-subset`` training rows (0 = all), and
 its whole-protocol time is estimated as (mean fit time) x (|C grid| + 1 refit) x seeds. The
@@ -155,32 +156,60 @@ def main() -> int:
                   f"preset {cfg.epochs} epochs extrapolated {full:.0f} s")
             rows.append(("mlp", tap, full, "extrapolated"))
     if "recon" in todo:
+        from repeval.protocols.recon import ms_ssim, reconstruct, ssim, train_decoder
         spec, cfg = cfg_of("recon")
-        timed = replace(cfg, epochs=1)
         n = min(args.recon_images, ftr["y"].shape[0])
-        print(f"\n## recon  preset config {cfg}; timed 1 epoch on {n} images")
+        print(f"\n## recon  preset config {cfg}; timed 1 training epoch on {n} images + test evaluation")
+        z_tr, z_te = ftr["y"][:n], fte["y"]
+        mu, sd = z_tr.mean(0), z_tr.std(0).clamp_min(1e-8)
         t = time.time()
-        r = spec.fn(make_input(ftr, fte, ytr, yte, "y", imgs, n_train=n), timed, seed=0, device="cpu")
-        dt = time.time() - t
-        full = dt * cfg.epochs * ftr["y"].shape[0] / n
-        print(f"recon y: {dt:.1f} s ({n / dt:.0f} train img/s incl. test eval), metrics "
-              + ", ".join(f"{k} {v:.4f}" for k, v in r.items()) + f"; preset {cfg.epochs} epochs on "
-              f"{ftr['y'].shape[0]} images extrapolated {full:.0f} s")
+        dec, loss = train_decoder((z_tr - mu) / sd, itr[:n], replace(cfg, epochs=1), seed=0)
+        t_train = time.time() - t
+        t = time.time()
+        rec = reconstruct(dec, (z_te - mu) / sd)
+        m = {"mse": float(((rec - ite) ** 2).mean()), "ssim": float(ssim(rec, ite).mean()),
+             "ms_ssim": float(ms_ssim(rec, ite).mean())}
+        t_eval = time.time() - t
+        full = t_train * cfg.epochs * ftr["y"].shape[0] / n + t_eval
+        print(f"recon y: train {t_train:.1f} s ({n / t_train:.0f} img/s), test evaluation {t_eval:.1f} s "
+              f"({ite.shape[0]} images); after 1 epoch on {n}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+              + f"; preset {cfg.epochs} epochs on {ftr['y'].shape[0]} images extrapolated {full:.0f} s")
         rows.append(("recon", "y", full, "extrapolated"))
-    for name, steps in (("mine", args.mine_steps), ("ndm", args.ndm_steps)):
-        if name not in todo:
-            continue
-        spec, cfg = cfg_of(name)
-        timed = replace(cfg, steps=steps)
-        print(f"\n## {name}  preset config {cfg}; timed {steps} steps")
+    if "mine" in todo:
+        from repeval.protocols.mine import dv_estimate, standardize, train_mine
+        spec, cfg = cfg_of("mine")
+        steps = args.mine_steps
+        print(f"\n## mine  preset config {cfg}; timed {steps} training steps + held-out evaluation")
+        y_tr, y_te = standardize(ftr["y"], fte["y"])
+        k = cfg.max_eval or ite.shape[0]
         t = time.time()
-        r = spec.fn(make_input(ftr, fte, ytr, yte, "y", imgs), timed, seed=0, device="cpu")
-        dt = time.time() - t
-        full = dt * cfg.steps / steps
-        print(f"{name} y: {dt:.1f} s for {steps} steps (incl. held-out evaluation), metrics "
-              + ", ".join(f"{k} {v:.4f}" for k, v in r.items()) + f"; preset {cfg.steps} steps extrapolated "
-              f"{full:.0f} s")
-        rows.append((name, "y", full, "extrapolated"))
+        net, curve = train_mine(itr, y_tr, replace(cfg, steps=steps), seed=0)
+        t_train = time.time() - t
+        t = time.time()
+        mi = dv_estimate(net, ite[:k], y_te[:k], shuffles=cfg.eval_shuffles, seed=1)
+        dv_estimate(net, itr[:k], y_tr[:k], shuffles=cfg.eval_shuffles, seed=2)     # the train-side value
+        t_eval = time.time() - t
+        full = t_train * cfg.steps / steps + t_eval
+        print(f"mine y: train {t_train:.1f} s ({t_train / steps * 1000:.0f} ms/step), evaluation {t_eval:.1f} s; "
+              f"held-out DV after {steps} steps {mi:.4f}; preset {cfg.steps} steps extrapolated {full:.0f} s")
+        rows.append(("mine", "y", full, "extrapolated"))
+    if "ndm" in todo:
+        from repeval.protocols.ndm import ndm_fit_eval
+        spec, cfg = cfg_of("ndm")
+        steps = args.ndm_steps
+        print(f"\n## ndm  preset config {cfg}; timed 1 and {steps} steps on sigmoid(y) (evaluation = the 1-step run)")
+        z_tr, z_te = torch.sigmoid(ftr["y"]), torch.sigmoid(fte["y"])
+        t = time.time()
+        ndm_fit_eval(z_tr, z_te, replace(cfg, steps=1), seed=0)
+        t_one = time.time() - t
+        t = time.time()
+        r = ndm_fit_eval(z_tr, z_te, replace(cfg, steps=steps), seed=0)
+        t_run = time.time() - t
+        per_step = max(0.0, (t_run - t_one) / max(1, steps - 1))
+        full = 2 * (per_step * cfg.steps + t_one)        # sigmoid(y) and raw y
+        print(f"ndm y: {t_run:.1f} s for {steps} steps, {per_step * 1000:.0f} ms/step, evaluation ~{t_one:.1f} s; "
+              f"ndm after {steps} steps {r['ndm']:.4f}; preset {cfg.steps} steps x 2 variants extrapolated {full:.0f} s")
+        rows.append(("ndm", "y", full, "extrapolated"))
     print(f"\n# load after: {os.getloadavg()}")
     print("| protocol | tap | seconds | note |\n|---|---|---|---|")
     for prot, tap, sec, note in rows:
