@@ -31,7 +31,7 @@ def _add(p: Preset) -> None:
 _add(Preset(
     "quick", "embedded default: the whole zoo and every protocol in a few minutes on 2 CPU cores",
     "digits",
-    {"train": {"epochs": 4, "critic_units": 256, "precision": "fp32"},
+    {"train": {"epochs": 2, "critic_units": 256, "precision": "fp32"},
      "mlp": {"epochs": 20, "milestones": (10, 15)},
      "svm": {"epochs": 10, "c_grid": (0.01, 0.1, 1.0)},
      "recon": {"epochs": 8},
