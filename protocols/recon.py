@@ -23,8 +23,8 @@ split, images and reconstructions in [-1, 1]:
   11x11 window with sigma 11, zero padding 5, [0, 1] constants on [-1, 1] data), for comparison
   with the paper's column only.
 
-With ``grid_dir`` set, a PNG of the first ``grid_n`` test images (top row) over their
-reconstructions (bottom row) is written there as ``recon-seed{seed}.png`` (:func:`save_grid`).
+A PNG of the first ``grid_n`` test images (top row) over their reconstructions (bottom row) is
+written to ``<artifact_stem>.png`` (the runner sets results/<dataset>/recon/<model>; :func:`save_grid`).
 """
 from __future__ import annotations
 
@@ -53,8 +53,7 @@ class ReconConfig:
     ms_win: int = 7
     ms_sigma: float = 1.5
     max_train: int = 0            # train the decoder on a seeded subset of this many images (0 = all)
-    grid_dir: str = ""            # folder for the PNG grid; "" = no image written
-    grid_n: int = 16
+    grid_n: int = 16              # test images in the PNG grid written to <artifact_stem>.png
 
     def __post_init__(self):
         if not 1 <= self.ms_scales <= len(MS_SSIM_WEIGHTS):
@@ -147,12 +146,15 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, scales: int = 3, win_size: int = 7
 
 def save_grid(images: torch.Tensor, recons: torch.Tensor, path: str | Path) -> Path:
     """PNG grid: ``images`` (top row) over ``recons`` (bottom row), both (n, C, H, W) in [-1, 1]."""
+    import io
+
     from torchvision.utils import save_image
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+    from repeval.storage import atomic_write_bytes
+    buf = io.BytesIO()
     n = images.shape[0]
-    save_image(to_unit(torch.cat([images, recons]).detach().float().cpu()), str(path), nrow=n, padding=1)
-    return path
+    save_image(to_unit(torch.cat([images, recons]).detach().float().cpu()), buf, format="png", nrow=n, padding=1)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -211,9 +213,9 @@ def recon_protocol(inp: ProtocolInput, cfg: ReconConfig, *, seed: int = 0, devic
            "ms_ssim": float(ms_ssim(rec, x_te, cfg.ms_scales, cfg.ms_win, cfg.ms_sigma).mean()),
            "ssim_released": float(released_ssim(rec, x_te).mean()),
            "train_mse": train_loss}
-    if cfg.grid_dir:
+    if inp.artifact_stem is not None:   # results/<dataset>/recon/<model>.png, set by the runner
         k = min(cfg.grid_n, x_te.shape[0])
-        save_grid(x_te[:k], rec[:k], Path(cfg.grid_dir) / f"recon-seed{seed}.png")
+        save_grid(x_te[:k], rec[:k], Path(f"{inp.artifact_stem}.png"))
     return out
 
 

@@ -7,6 +7,8 @@ that way on a shared machine; the thread count is restored afterwards).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 
 import numpy as np
@@ -260,11 +262,11 @@ def test_recon_protocol_metrics_and_grid(tmp_path):
     codes = img[:, :, ::8, ::8].flatten(1)                      # 48 values per image
     lab = torch.zeros(48, dtype=torch.long)
     inp = make_input(codes[:32], lab[:32], codes[32:], lab[32:], img_tr=img[:32], img_te=img[32:], tap="y")
-    cfg = ReconConfig(epochs=2, batch_size=16, lr=1e-3, grid_dir=str(tmp_path / "grids"), grid_n=8)
-    r = recon_protocol(inp, cfg, seed=0)
+    cfg = ReconConfig(epochs=2, batch_size=16, lr=1e-3, grid_n=8)
+    r = recon_protocol(replace(inp, artifact_stem=tmp_path / "grids" / "mymodel"), cfg, seed=0)
     assert set(r) >= {"mse", "ssim", "ms_ssim", "ssim_released"}
     assert 0 < r["mse"] < 4 and -1 <= r["ssim"] <= 1 and 0 <= r["ms_ssim"] <= 1
-    png = tmp_path / "grids" / "recon-seed0.png"
+    png = tmp_path / "grids" / "mymodel.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
