@@ -5,8 +5,9 @@ test accuracy; C and feature scaling were never released. repeval's choices:
 
 - Features standardised per dimension with the training split's mean and std (constant columns
   are left at 0).
-- Multiclass hinge loss: Crammer-Singer (default; max_k [1{k != y} + s_k] - s_y) or one-vs-rest
-  (sum_k max(0, 1 - t_k s_k), t_k = +-1), linear scores s = W x + b, bias unregularised.
+- Multiclass hinge loss (``loss="hinge"``, default): Crammer-Singer (default;
+  max_k [1{k != y} + s_k] - s_y) or one-vs-rest (sum_k max(0, 1 - t_k s_k), t_k = +-1), linear
+  scores s = W x + b, bias unregularised; ``loss="squared_hinge"`` squares each hinge term.
 - Primal objective per C: 1/2 |W|^2 + C sum_i hinge_i, minimised as
   mean_i hinge_i + |W|^2 / (2 C n) with minibatch Adam (``batch_size``, ``lr``, cosine decay to
   0 over ``epochs``, at least ``min_steps`` steps), W initialised at 0. All C of the grid are
@@ -19,7 +20,15 @@ test accuracy; C and feature scaling were never released. repeval's choices:
   ``refit`` the chosen C is then retrained on the whole training split and evaluated on the test
   split.
 - Five seeds by default (``seeds=5``): the seed changes the validation split and the minibatch
-  order. Reported: ``accuracy`` (test, %), ``c``, ``val_accuracy``, ``train_accuracy``.
+  order. Reported: ``accuracy`` (test, %), ``c``, ``val_accuracy``, ``train_accuracy``,
+  ``weight_norm`` (|W| of the reported model, standardised space) and the validation accuracy
+  of every C.
+- Caveat: on features with little linear signal the multiclass *hinge* optimum is W = 0 for every
+  C of a practical grid (measured on random-init y of cifar10-jpeg: scikit-learn's converged
+  Crammer-Singer LinearSVC has |W| < 1e-8 at C = 1 and 10). The accuracy of such a solution is
+  an artefact of how far the solver is from 0 (Adam stops at |W| ~ 0.01-0.1); a small
+  ``weight_norm`` flags it. ``loss="squared_hinge"`` (the L2-SVM, LinearSVC's default) has no
+  such degenerate optimum.
 
 The solver (:func:`fit_linear_svm`, :func:`hinge_loss_grad`, :func:`predict`) is pure math on
 tensors and runs on CUDA unchanged.
@@ -35,6 +44,7 @@ from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
 from repeval.seeding import derive_seed, generator
 
 MULTICLASS = ("crammer_singer", "ovr")
+LOSSES = ("hinge", "squared_hinge")
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,14 @@ class SVMConfig:
     lr: float = 1e-3
     min_steps: int = 500          # at least this many Adam steps (small training sets get more epochs)
     multiclass: str = "crammer_singer"
+    loss: str = "hinge"           # "hinge" (the paper's) or "squared_hinge" (L2-SVM, LinearSVC's default)
     refit: bool = True
 
     def __post_init__(self):
         if self.multiclass not in MULTICLASS:
             raise ValueError(f"svm.multiclass must be one of {MULTICLASS}, got {self.multiclass!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"svm.loss must be one of {LOSSES}, got {self.loss!r}")
         if not self.c_grid or min(self.c_grid) <= 0:
             raise ValueError(f"svm.c_grid must be a non-empty tuple of positive values, got {self.c_grid}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -77,11 +90,12 @@ def standardize_stats(x: torch.Tensor, eps: float = 1e-6, chunk: int = 8192) -> 
     return mu.float(), sd.float()
 
 
-def hinge_loss_grad(scores: torch.Tensor, onehot: torch.Tensor, multiclass: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-model hinge loss summed over the batch and its gradient w.r.t. the scores.
+def hinge_loss_grad(scores: torch.Tensor, onehot: torch.Tensor, multiclass: str,
+                    squared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-model (squared) hinge loss summed over the batch and its gradient w.r.t. the scores.
 
     ``scores`` (B, M, K) for M models (one per C), ``onehot`` (B, K) the labels one-hot in the
-    scores' dtype. Returns (loss (M,), dS (B, M, K)).
+    scores' dtype. Returns (loss (M,), dS (B, M, K)). ``squared`` squares each hinge term.
     """
     onehot = onehot[:, None, :]                                              # (B, 1, K)
     if multiclass == "crammer_singer":
@@ -89,11 +103,14 @@ def hinge_loss_grad(scores: torch.Tensor, onehot: torch.Tensor, multiclass: str)
         top, j = aug.max(dim=2)                                              # (B, M)
         loss = top - (scores * onehot).sum(2)                                # >= 0 (aug_y = s_y)
         grad = torch.zeros_like(scores).scatter_(2, j[..., None], 1.0) - onehot
-        return loss.sum(0), grad * (loss > 0).to(scores.dtype)[..., None]
+        scale = 2.0 * loss if squared else (loss > 0).to(scores.dtype)
+        return (loss * loss if squared else loss).sum(0), grad * scale[..., None]
     if multiclass == "ovr":
         t = 2.0 * onehot - 1.0
-        margin = 1.0 - t * scores
-        return margin.clamp_min(0).sum((0, 2)), -t * (margin > 0).to(scores.dtype)
+        margin = (1.0 - t * scores).clamp_min(0)
+        if squared:
+            return (margin * margin).sum((0, 2)), -2.0 * t * margin
+        return margin.sum((0, 2)), -t * (margin > 0).to(scores.dtype)
     raise ValueError(f"unknown multiclass '{multiclass}'; valid: {', '.join(MULTICLASS)}")
 
 
@@ -129,10 +146,12 @@ def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
 
 def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: tuple[float, ...] | list[float], *,
                    epochs: int, batch_size: int = 1024, lr: float = 1e-3, min_steps: int = 0,
-                   multiclass: str = "crammer_singer", seed: int = 0, rows: torch.Tensor | None = None,
+                   multiclass: str = "crammer_singer", loss: str = "hinge", seed: int = 0,
+                   rows: torch.Tensor | None = None,
                    mean: torch.Tensor | None = None, std: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise mean_i hinge_i + |W_c|^2 / (2 c n) for every c in ``c_values`` at once.
+    """Minimise mean_i hinge_i + |W_c|^2 / (2 c n) for every c in ``c_values`` at once
+    (hinge_i squared when ``loss="squared_hinge"``).
 
     ``x`` (N, D) raw features on the target device; ``rows`` selects the training rows (default
     all). The rows are gathered once in a seeded random order and cut into fixed contiguous
@@ -143,6 +162,9 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: t
     max(epochs * ceil(N / batch_size), min_steps) steps (whole epochs). Returns W (M, K, D) and
     b (M, K) in the standardised space. Raises ProtocolFailure on non-finite values.
     """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss '{loss}'; valid: {', '.join(LOSSES)}")
+    squared = loss == "squared_hinge"
     dev, dt = x.device, torch.float32
     g = generator(seed)
     order = torch.randperm(x.shape[0] if rows is None else rows.shape[0], generator=g).to(dev)
@@ -167,7 +189,7 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: t
             xb = xp[s:s + bs]
             we, be = raw_space(w, b, mean, std)
             scores = torch.addmm(be, xb, we.T).view(-1, m, k)
-            loss, gs = hinge_loss_grad(scores, onehot[s:s + bs], multiclass)
+            batch_loss, gs = hinge_loss_grad(scores, onehot[s:s + bs], multiclass, squared)
             gs = gs.reshape(-1, m * k).div_(xb.shape[0])
             torch.mm(gs.T, xb, out=w.grad)                 # G^T X: (M*K, D)
             torch.sum(gs, 0, out=b.grad)
@@ -178,7 +200,7 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: t
                 group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
             opt.step()
             step += 1
-        if not (torch.isfinite(w).all() and torch.isfinite(loss).all()):
+        if not (torch.isfinite(w).all() and torch.isfinite(batch_loss).all()):
             raise ProtocolFailure(f"svm solver diverged (non-finite weights or loss) at epoch {epoch + 1}")
     return w.view(m, k, d), b.view(m, k)
 
@@ -200,7 +222,7 @@ def svm_select_and_fit(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tenso
     val, fit = perm[:n_val], perm[n_val:]
     grid = tuple(sorted(cfg.c_grid))
     opts = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, min_steps=cfg.min_steps,
-                multiclass=cfg.multiclass,
+                multiclass=cfg.multiclass, loss=cfg.loss,
                 mean=mean, std=std)
     w, b = fit_linear_svm(x_tr, y_tr, n_classes, grid, rows=fit, seed=derive_seed(seed, "svm-select"), **opts)
     val_acc = accuracy(predict(x_tr[val], w, b, mean, std), y_tr[val])
@@ -212,7 +234,7 @@ def svm_select_and_fit(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tenso
     test_acc = float(accuracy(predict(x_te, w, b, mean, std), y_te)[0])
     train_acc = float(accuracy(predict(x_tr, w, b, mean, std), y_tr)[0])
     out = {"accuracy": test_acc, "c": grid[best], "val_accuracy": float(val_acc[best]),
-           "train_accuracy": train_acc}
+           "train_accuracy": train_acc, "weight_norm": float(w.norm())}
     out.update({f"val_accuracy_c{c:g}": float(a) for c, a in zip(grid, val_acc)})
     return out
 

@@ -33,10 +33,11 @@ _add(Preset(
     "digits",
     {"train": {"epochs": 2, "critic_units": 256, "precision": "fp32"},
      "mlp": {"epochs": 20, "milestones": (10, 15)},
-     "svm": {"epochs": 10, "c_grid": (0.01, 0.1, 1.0)},
-     "recon": {"epochs": 8},
-     "mine": {"steps": 300, "batch_size": 256},
-     "ndm": {"steps": 300, "batch_size": 512}}))
+     "svm": {"epochs": 5, "min_steps": 60, "c_grid": (0.01, 0.1, 1.0)},
+     "recon": {"epochs": 2, "max_train": 384},
+     "mine": {"steps": 150, "batch_size": 128, "lr": 1e-3, "conv_channels": (16, 32, 64), "x_features": 64,
+              "hidden": 128},
+     "ndm": {"steps": 100, "batch_size": 512}}))
 
 _add(Preset(
     "cpu", "cifar10-size data in about four hours of background compute on 2 CPU cores",

@@ -71,13 +71,16 @@ def test_hinge_gradients_match_autograd():
     y = torch.randint(5, (16,), generator=g)
     onehot = torch.nn.functional.one_hot(y, 5).double()
     for kind in ("crammer_singer", "ovr"):
-        loss, grad = hinge_loss_grad(s.detach(), onehot, kind)
-        if kind == "crammer_singer":
-            ref = ((s + 1 - onehot[:, None]).max(2).values - (s * onehot[:, None]).sum(2)).sum(0)
-        else:
-            ref = (1 - (2 * onehot[:, None] - 1) * s).clamp_min(0).sum((0, 2))
-        (auto,) = torch.autograd.grad(ref.sum(), s)
-        assert torch.allclose(loss, ref.detach()) and torch.allclose(grad, auto)
+        for squared in (False, True):
+            loss, grad = hinge_loss_grad(s.detach(), onehot, kind, squared)
+            if kind == "crammer_singer":
+                terms = (s + 1 - onehot[:, None]).max(2).values - (s * onehot[:, None]).sum(2)
+            else:
+                terms = (1 - (2 * onehot[:, None] - 1) * s).clamp_min(0)
+            terms = terms ** 2 if squared else terms
+            ref = terms.sum(0) if kind == "crammer_singer" else terms.sum((0, 2))
+            (auto,) = torch.autograd.grad(ref.sum(), s)
+            assert torch.allclose(loss, ref.detach()) and torch.allclose(grad, auto), (kind, squared)
 
 
 def test_svm_separable_features_above_95():
