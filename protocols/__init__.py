@@ -4,8 +4,4 @@ from importlib import import_module
 PROTOCOL_MODULES = ("mlp", "svm", "recon", "mine", "ndm")
 
 for _m in PROTOCOL_MODULES:
-    try:
-        import_module(f"{__name__}.{_m}")
-    except ModuleNotFoundError as e:  # a protocol file not written yet
-        if e.name != f"{__name__}.{_m}":
-            raise
+    import_module(f"{__name__}.{_m}")
