@@ -27,12 +27,13 @@ Plain array API (vectors): ``estimate_mi(x, y, seed=0, **options) -> float``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from repeval.config import make_config
 from repeval.estimators import dv_bound, dv_ema_loss
 from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
 from repeval.seeding import derive_seed, generator
@@ -240,11 +241,7 @@ def estimate_mi_details(x, y, seed: int = 0, *, folds: int = 2, device: str = "c
         raise ValueError(f"estimate_mi expects 2-D arrays of equal length, got {tuple(x.shape)} and {tuple(y.shape)}")
     if folds < 2 or x.shape[0] < 2 * folds:
         raise ValueError(f"estimate_mi needs folds >= 2 and at least 2 pairs per fold, got folds={folds}, n={x.shape[0]}")
-    valid = {f.name for f in fields(MINEConfig)}
-    bad = sorted(set(options) - valid)
-    if bad:
-        raise TypeError(f"unknown MINE option(s) {bad}; valid: {', '.join(sorted(valid))}")
-    cfg = replace(MINEConfig(), **options)
+    cfg = make_config(MINEConfig, options, where="estimate_mi")
     perm = torch.randperm(x.shape[0], generator=generator(derive_seed(seed, "mine-folds")))
     parts = torch.tensor_split(perm, folds)
     results = []

@@ -20,11 +20,12 @@ Plain array API: ``neural_dependency(z, seed=0, **options) -> float`` (columns u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from repeval.config import make_config
 from repeval.estimators import dv_bound, kl_bound
 from repeval.nets import mlp
 from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
@@ -117,11 +118,7 @@ def neural_dependency(z, seed: int = 0, *, holdout: float = 0.5, device: str = "
         raise ValueError(f"neural_dependency expects a 2-D array with at least 4 rows, got {tuple(z.shape)}")
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout must be in (0, 1), got {holdout}")
-    valid = {f.name for f in fields(NDMConfig)}
-    bad = sorted(set(options) - valid)
-    if bad:
-        raise TypeError(f"unknown NDM option(s) {bad}; valid: {', '.join(sorted(valid))}")
-    cfg = replace(NDMConfig(), **options)
+    cfg = make_config(NDMConfig, options, where="neural_dependency")
     perm = torch.randperm(z.shape[0], generator=generator(derive_seed(seed, "ndm-holdout")))
     n_te = max(2, int(round(z.shape[0] * holdout)))
     return ndm_fit_eval(z[perm[n_te:]], z[perm[:n_te]], cfg, seed=seed, device=device)["ndm"]

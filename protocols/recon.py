@@ -53,6 +53,7 @@ class ReconConfig:
     ms_win: int = 7
     ms_sigma: float = 1.5
     max_train: int = 0            # train the decoder on a seeded subset of this many images (0 = all)
+    width: int = 512              # channels after the linear layer (DIM_SPEC.md: 512), halved per deconv
     grid_n: int = 16              # test images in the PNG grid written to <artifact_stem>.png
 
     def __post_init__(self):
@@ -60,21 +61,25 @@ class ReconConfig:
             raise ValueError(f"recon.ms_scales must be in 1..5, got {self.ms_scales}")
         if self.ms_win % 2 != 1:
             raise ValueError(f"recon.ms_win must be odd, got {self.ms_win}")
+        if self.width < 8 or self.width % 8:
+            raise ValueError(f"recon.width must be a positive multiple of 8, got {self.width}")
 
 
 class ReconDecoder(nn.Module):
-    """y -> image: Linear to 512 x (H/8) x (W/8), BN, ReLU, 3 x (deconv, BN, ReLU), conv 3x3, tanh."""
+    """y -> image: Linear to W x (H/8) x (W/8), BN, ReLU, 3 x (deconv, BN, ReLU) halving the channels,
+    conv 3x3, tanh. ``width`` W = 512 is the spec's decoder (512-256-128-64)."""
 
-    def __init__(self, z_dim: int, out_shape: tuple[int, int, int] = (3, 32, 32)):
+    def __init__(self, z_dim: int, out_shape: tuple[int, int, int] = (3, 32, 32), width: int = 512):
         super().__init__()
         c, h, w = out_shape
         if h % 8 or w % 8:
             raise ValueError(f"reconstruction decoder needs image sides divisible by 8, got {h}x{w}")
-        self.start = (512, h // 8, w // 8)
-        self.fc = nn.Sequential(nn.Linear(z_dim, 512 * (h // 8) * (w // 8), bias=False),
-                                nn.BatchNorm1d(512 * (h // 8) * (w // 8)), nn.ReLU(inplace=True))
-        self.net = nn.Sequential(deconv_bn_relu(512, 256), deconv_bn_relu(256, 128), deconv_bn_relu(128, 64),
-                                 nn.Conv2d(64, c, 3, 1, 1), nn.Tanh())
+        self.start = (width, h // 8, w // 8)
+        self.fc = nn.Sequential(nn.Linear(z_dim, width * (h // 8) * (w // 8), bias=False),
+                                nn.BatchNorm1d(width * (h // 8) * (w // 8)), nn.ReLU(inplace=True))
+        self.net = nn.Sequential(deconv_bn_relu(width, width // 2), deconv_bn_relu(width // 2, width // 4),
+                                 deconv_bn_relu(width // 4, width // 8),
+                                 nn.Conv2d(width // 8, c, 3, 1, 1), nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(self.fc(z).view(-1, *self.start))
@@ -163,7 +168,7 @@ def train_decoder(z: torch.Tensor, x: torch.Tensor, cfg: ReconConfig, *, seed: i
     """Fit the decoder z -> x with MSE (z, x on the target device); returns (decoder, last epoch's mean loss)."""
     dev = z.device
     torch.manual_seed(derive_seed(seed, "recon-init"))
-    dec = ReconDecoder(z.shape[1], tuple(x.shape[1:])).to(dev)
+    dec = ReconDecoder(z.shape[1], tuple(x.shape[1:]), cfg.width).to(dev)
     opt = torch.optim.Adam(dec.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     n = z.shape[0]
     bs = min(cfg.batch_size, n)

@@ -32,22 +32,23 @@ _add(Preset(
     "quick", "embedded default: the whole zoo and every protocol in a few minutes on 2 CPU cores",
     "digits",
     {"train": {"epochs": 2, "critic_units": 256, "precision": "fp32"},
-     "mlp": {"epochs": 20, "milestones": (10, 15)},
-     "svm": {"epochs": 5, "min_steps": 60, "c_grid": (0.01, 0.1, 1.0)},
-     "recon": {"epochs": 2, "max_train": 384},
-     "mine": {"steps": 150, "batch_size": 128, "lr": 1e-3, "conv_channels": (16, 32, 64), "x_features": 64,
+     "mlp": {"epochs": 10, "milestones": (5, 8), "average_last": 3},
+     "svm": {"epochs": 5, "min_steps": 40, "c_grid": (0.01, 0.1, 1.0)},
+     "recon": {"epochs": 5, "width": 64, "lr": 1e-3},
+     "mine": {"steps": 100, "batch_size": 128, "lr": 1e-3, "conv_channels": (16, 32, 64), "x_features": 64,
               "hidden": 128},
-     "ndm": {"steps": 100, "batch_size": 512}}))
+     "ndm": {"steps": 60, "batch_size": 512}}))
 
 _add(Preset(
-    "cpu", "cifar10-size data in about four hours of background compute on 2 CPU cores",
+    "cpu", "cifar10-size data: the whole zoo and every protocol in about two hours of background "
+    "compute on 2 idle CPU cores (measured budget in results/cifar10-jpeg/REPORT.md)",
     "npz:../shared/data/cifar10-jpeg",
-    {"train": {"epochs": 3, "critic_units": 1024, "precision": "fp32"},
-     "mlp": {"epochs": 15, "milestones": (8, 12)},
-     "svm": {"epochs": 10},
-     "recon": {"epochs": 3},
-     "mine": {"steps": 2000, "batch_size": 256},
-     "ndm": {"steps": 1000, "batch_size": 10000}}))
+    {"train": {"epochs": 1, "critic_units": 1024, "precision": "fp32"},
+     "mlp": {"epochs": 10, "milestones": (5, 8), "average_last": 5},
+     "svm": {"epochs": 5},
+     "recon": {"epochs": 2, "max_train": 10000},
+     "mine": {"steps": 500, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
+     "ndm": {"steps": 300, "batch_size": 2048}}))
 
 _add(Preset(
     "paper", "the paper's budget (1000 epochs, 2048-unit critics, fp32): for a GPU",

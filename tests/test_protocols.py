@@ -273,6 +273,19 @@ def test_recon_protocol_metrics_and_grid(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+
+def test_recon_decoder_width_is_a_real_setting():
+    from repeval.config import ConfigError, make_config
+    from repeval.protocols.recon import ReconDecoder
+    z = torch.randn(4, 64)
+    wide, narrow = ReconDecoder(64), ReconDecoder(64, width=64)
+    assert wide(z).shape == narrow(z).shape == (4, 3, 32, 32)
+    n_params = lambda m: sum(p.numel() for p in m.parameters())
+    assert n_params(narrow) * 20 < n_params(wide)            # the spec's 512-wide decoder is the default
+    with pytest.raises(ConfigError, match="width"):
+        make_config(ReconConfig, {"width": 12}, where="recon")
+
+
 # ----------------------------------------------------------------------------- runner: failures are records
 
 def test_failing_protocol_writes_record_and_run_continues(tmp_path):
@@ -307,3 +320,14 @@ def test_failing_protocol_writes_record_and_run_continues(tmp_path):
     good = [recs[f"svm/{t}-seed0.json"] for t in ("conv", "fc", "y")]
     assert all(r["success"] and r["metrics"]["accuracy"] > 20 for r in good)
     assert len(summary.failures) == 1
+
+
+def test_array_apis_reject_unknown_options_by_name():
+    from repeval.config import ConfigError
+    from repeval.protocols.mine import estimate_mi
+    from repeval.protocols.ndm import neural_dependency
+    z = np.random.default_rng(0).normal(size=(32, 2)).astype(np.float32)
+    with pytest.raises(ConfigError, match="neural_dependency.stepz"):
+        neural_dependency(z, stepz=3)
+    with pytest.raises(ConfigError, match="estimate_mi.lr_fnal"):
+        estimate_mi(z[:, :1], z[:, 1:], lr_fnal=1e-5)
