@@ -23,14 +23,20 @@ def versions() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The commit of the repeval checkout (with '+dirty' when it has local changes), else 'unknown'."""
-    here = Path(__file__).resolve().parent
+    """The commit of the repeval checkout (with '+dirty' when tracked code has local changes), else 'unknown'."""
+    return commit_of(Path(__file__).resolve().parent)
+
+
+def commit_of(where: Path) -> str:
+    """HEAD of the git checkout holding ``where``, '+dirty' when a tracked file outside ``results/``
+    has local changes (records and tables being rewritten do not make the code dirty)."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                              timeout=10).stdout.strip()
         if not rev:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)results"], cwd=where,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
