@@ -154,6 +154,6 @@ def summary_markdown(summary: dict) -> str:
         lines.append("")
         lines += [f"- {line}" for line in c["lines"]]
         lines += [""] + [f"{n}" for n in c["notes"]] + [""]
-        lines.append(f"Files: " + ", ".join(f"`{p}`" for p in c["files"]))
+        lines.append("Files: " + ", ".join(f"`{p}`" for p in c["files"]))
         lines.append("")
     return "\n".join(lines)

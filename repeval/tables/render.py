@@ -1,224 +1,17 @@
-"""``repeval table``: Tables 1 and 4 of the paper rebuilt from stored records, beside the paper's numbers.
-
-Only records are read (``results/<dataset>/records/**.json``, written by :mod:`repeval.runner`);
-nothing is recomputed. Three stages, each a plain function:
-
-1. :func:`build_table`: records -> a tidy frame, one row per cell (model x column) holding our
-   mean, sample std and seed count, the paper's number and the difference (pure, no I/O);
-2. :func:`render_markdown`, :func:`render_latex`, :func:`render_csv` and :func:`rank_agreement`
-   (Kendall's tau between our ranking of the models and the paper's, per column);
-3. :func:`cmd_table` writes ``table1.{md,tex,csv}``, ``table4.{md,tex,csv}``,
-   ``rank_agreement.csv`` and the plots atomically under ``results/<dataset>/``.
-
-Table 1 (DIM_SPEC.md protocol 1): non-linear probe (protocol ``mlp``, metric ``accuracy``) on the
-conv, fc and y taps. Table 4: linear SVM (``svm``/``accuracy``, five seeds) on the three taps, then
-reconstruction SSIM (``recon``/``ssim``; the paper's "MS-SSIM" column is single-scale SSIM in the
-released code, DIM_SPEC.md protocol 3), our true ``ms_ssim`` where the recon protocol reports it,
-MINE (``mine``/``mi``) and NDM (``ndm``/``ndm``). A missing cell is an em dash, never 0.
-"""
+"""Table frames -> footnotes, GitHub Markdown, LaTeX (booktabs) and tidy CSV text (pure)."""
 from __future__ import annotations
 
 import math
 import re
-import sys
 import unicodedata
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from . import paper
-from .storage import atomic_write_text, read_json
-
-EM_DASH = "—"
-FORMATS = ("md", "tex", "csv")
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str            # column id in the CSV and in paper.paper_values
-    label: str          # header text
-    protocol: str
-    metric: str
-    tap: str | None     # None: the protocol's code tap, whichever tap its records carry
-    fmt: str = ".2f"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    number: int
-    title: str
-    columns: tuple[Column, ...]
-
-    @property
-    def name(self) -> str:
-        return f"table{self.number}"
-
-    @property
-    def protocols(self) -> frozenset[str]:
-        return frozenset(c.protocol for c in self.columns)
-
-
-TABLE1 = TableSpec(1, "Non-linear classifier probe, test accuracy (%)", (
-    Column("conv", "conv", "mlp", "accuracy", "conv"),
-    Column("fc", "fc", "mlp", "accuracy", "fc"),
-    Column("y", "y", "mlp", "accuracy", "y")))
-
-TABLE4 = TableSpec(4, "Linear SVM accuracy (%), reconstruction, MINE and NDM", (
-    Column("svm_conv", "SVM conv", "svm", "accuracy", "conv"),
-    Column("svm_fc", "SVM fc", "svm", "accuracy", "fc"),
-    Column("svm_y", "SVM y", "svm", "accuracy", "y"),
-    Column("ssim", "SSIM", "recon", "ssim", None, ".3f"),
-    Column("ms_ssim", "MS-SSIM", "recon", "ms_ssim", None, ".3f"),
-    Column("mine", "MINE", "mine", "mi", None),
-    Column("ndm", "NDM", "ndm", "ndm", None, ".3f")))
-
-SPECS = {1: TABLE1, 4: TABLE4}
-CSV_COLUMNS = ["dataset", "paper_dataset", "table", "row", "display", "model", "column", "column_label",
-               "protocol", "tap", "metric", "mean", "std", "n", "seeds", "n_failed", "paper", "paper_std",
-               "delta"]
-
-
-# ---------------------------------------------------------------------------------------------- records
-
-def load_records(results: Path, dataset: str) -> tuple[list[dict], list[str]]:
-    """Every record under ``results/<dataset>/records/**.json``; unreadable files are reported, not fatal."""
-    root = Path(results) / dataset / "records"
-    records, problems = [], []
-    for p in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        try:
-            rec = read_json(p)
-        except (OSError, ValueError) as e:
-            problems.append(f"{p}: {type(e).__name__}: {e}")
-            continue
-        if not isinstance(rec, dict) or "protocol" not in rec or "model" not in rec:
-            problems.append(f"{p}: not a repeval record")
-            continue
-        records.append(rec)
-    return records, problems
-
-
-def discover_datasets(results: Path) -> list[str]:
-    root = Path(results)
-    return sorted(d.name for d in root.iterdir() if (d / "records").is_dir()) if root.is_dir() else []
-
-
-# ---------------------------------------------------------------------------------------------- build
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _order_key(table: int, display: str) -> tuple:
-    order = {paper.canon(n): i for i, n in enumerate(paper.row_order(table))}
-    i = order.get(paper.canon(display))
-    return (0, i, "") if i is not None else (1, 0, display.casefold())
-
-
-def build_table(records: list[dict], spec: TableSpec, dataset: str,
-                models: list[str] | None = None) -> pd.DataFrame:
-    """One row per cell of ``spec`` for ``dataset``: ours (mean, sample std, n) beside the paper.
-
-    Rows: our models with at least one record of the table's protocols (filtered by ``models``), and,
-    when ``models`` is None, the paper's rows we have no record for (our cells then empty). A row is
-    matched to the paper by its display name (:func:`repeval.paper.canon`). Columns with neither a
-    record nor a paper number are dropped. Missing numbers are NaN (rendered as an em dash)."""
-    by_model: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        if r.get("dataset", dataset) != dataset or r.get("protocol") not in spec.protocols:
-            continue
-        if models is not None and r["model"] not in models:
-            continue
-        by_model[r["model"]].append(r)
-    display = {m: (rs[0].get("display") or m) for m, rs in by_model.items()}
-    clash = Counter(paper.canon(d) for d in display.values())
-    rows = [(d if clash[paper.canon(d)] == 1 else f"{d} [{m}]", m, d) for m, d in display.items()]
-    if models is None:
-        have = {paper.canon(d) for d in display.values()}
-        rows += [(p, "", p) for p in paper.paper_rows(spec.number, dataset) if paper.canon(p) not in have]
-    rows.sort(key=lambda t: (_order_key(spec.number, t[2]), t[0].casefold()))
-
-    pv = paper.paper_values(spec.number, dataset)
-    out = []
-    for i, (label, model, disp) in enumerate(rows):
-        for col in spec.columns:
-            sel = [r for r in by_model.get(model, ())
-                   if r["protocol"] == col.protocol and (col.tap is None or r.get("tap") == col.tap)]
-            ok = [r for r in sel if r.get("success") and _finite((r.get("metrics") or {}).get(col.metric))]
-            failed = [r for r in sel if not r.get("success") or
-                      ((r.get("metrics") or {}).get(col.metric) is not None
-                       and not _finite(r["metrics"][col.metric]))]
-            vals = np.array([float(r["metrics"][col.metric]) for r in ok])
-            p = pv.get((paper.canon(disp), col.key))
-            mean = float(vals.mean()) if len(vals) else math.nan
-            taps = sorted({r.get("tap", "") for r in sel})
-            out.append({
-                "dataset": dataset, "paper_dataset": paper.paper_dataset(dataset) or "",
-                "table": spec.name, "row": i, "display": label, "model": model,
-                "column": col.key, "column_label": col.label, "protocol": col.protocol,
-                "tap": col.tap or ",".join(taps), "metric": col.metric,
-                "mean": mean, "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
-                "n": len(vals), "seeds": " ".join(str(s) for s in sorted(r.get("seed", 0) for r in ok)),
-                "n_failed": len(failed), "_records": len(sel), "_disp": disp,
-                "paper": p.mean if p else math.nan,
-                "paper_std": p.std if p and p.std is not None else math.nan,
-                "delta": mean - p.mean if p and len(vals) else math.nan})
-    df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp"])
-    if df.empty:
-        return df
-    keep = [c.key for c in spec.columns
-            if ((df["column"] == c.key) & ((df["n"] + df["n_failed"] > 0) | df["paper"].notna())).any()]
-    return df[df["column"].isin(keep)].reset_index(drop=True)
-
-
-def has_records(df: pd.DataFrame) -> bool:
-    return not df.empty and bool((df["_records"] > 0).any())
-
-
-# ---------------------------------------------------------------------------------------------- rank
-
-def rank_agreement(df: pd.DataFrame) -> pd.DataFrame:
-    """Kendall's tau-b (scipy.stats.kendalltau) between our values and the paper's, per dataset and
-    column, over the models that have both. Undefined (NaN, with the reason) for fewer than two
-    common models or when one side is constant."""
-    from scipy.stats import kendalltau
-
-    rows = []
-    if df.empty:
-        return pd.DataFrame(columns=["dataset", "table", "column", "n_common", "tau", "p_value", "models", "note"])
-    for (ds, table, col), g in df.groupby(["dataset", "table", "column"], sort=False):
-        both = g[g["mean"].notna() & g["paper"].notna()]
-        tau = p = math.nan
-        if not paper.paper_dataset(ds):
-            note = f"undefined: the paper has no numbers for {ds}"
-        elif g["paper"].isna().all():
-            note = "undefined: the paper has no numbers in this column"
-        elif len(both) < 2:
-            note = f"undefined: {len(both)} model(s) in both ours and the paper (need 2)"
-        elif both["mean"].nunique() < 2 or both["paper"].nunique() < 2:
-            note = "undefined: all values tied on one side"
-        else:
-            res = kendalltau(both["mean"].to_numpy(), both["paper"].to_numpy())
-            tau, p = float(res.statistic), float(res.pvalue)
-            note = ""
-        rows.append({"dataset": ds, "table": table, "column": col, "n_common": len(both), "tau": tau,
-                     "p_value": p, "models": "; ".join(both["display"]), "note": note})
-    return pd.DataFrame(rows)
-
-
-def format_rank(rank: pd.DataFrame) -> list[str]:
-    lines = []
-    for _, r in rank.iterrows():
-        head = f"{r['dataset']} {r['table']} {r['column']}: "
-        if math.isnan(r["tau"]):
-            lines.append(head + r["note"])
-        else:
-            lines.append(head + f"tau = {r['tau']:+.3f} over {r['n_common']} models (p = {r['p_value']:.3g})")
-    return lines
-
+from .. import paper
+from .build import CSV_COLUMNS, EM_DASH, TableSpec, _order_key
 
 # ---------------------------------------------------------------------------------------------- notes
 
@@ -421,7 +214,7 @@ def _grid(df: pd.DataFrame, spec: TableSpec, st: _Style) -> tuple[list[str], lis
     return labels, [(ds, lab, hp) for ds, _, lab, hp in cols], body
 
 
-def _title(df: pd.DataFrame, spec: TableSpec) -> str:
+def table_title(df: pd.DataFrame, spec: TableSpec) -> str:
     names = ", ".join(paper.dataset_title(d) for d in dict.fromkeys(df["dataset"]))
     return f"Table {spec.number}: {spec.title}, {names}"
 
@@ -440,7 +233,7 @@ def render_markdown(df: pd.DataFrame, spec: TableSpec, notes: list[str], rank: p
         headers += [name] + ([f"{name} paper", f"{name} Δ"] if hp else [])
     table = tabulate([[lab] + line for lab, line in zip(labels, body)], headers=headers, tablefmt="github",
                      disable_numparse=True, colalign=["left"] + ["right"] * (len(headers) - 1))
-    out = [f"## {_title(df, spec)}", "", table, "", "Notes:", ""]
+    out = [f"## {table_title(df, spec)}", "", table, "", "Notes:", ""]
     out += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
     if rank is not None and len(rank) and rank["note"].str.startswith("undefined: the paper has no").all():
         out += ["", "Rank agreement with the paper: undefined, the paper has no numbers for this dataset."]
@@ -485,7 +278,7 @@ def render_latex(df: pd.DataFrame, spec: TableSpec, notes: list[str]) -> str:
     multi = len({c[0] for c in cols}) > 1
     widths = [3 if hp else 1 for _, _, hp in cols]
     n_cols = 1 + sum(widths)
-    lines = [f"% {_title(df, spec)}. Generated by `repeval table` from stored records; do not edit.",
+    lines = [f"% {table_title(df, spec)}. Generated by `repeval table` from stored records; do not edit.",
              r"% Needs \usepackage{booktabs}.",
              r"\begin{table}[htbp]", r"\centering", r"\small",
              rf"\caption{{{tex_escape(_caption(df, spec))}}}",
@@ -530,107 +323,3 @@ def render_csv(df: pd.DataFrame) -> str:
     return df[CSV_COLUMNS].to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
-# ---------------------------------------------------------------------------------------------- command
-
-def _err(msg: str) -> int:
-    print(f"repeval: error: {msg}", file=sys.stderr)
-    return 2
-
-
-def _write(path: Path, text: str, written: list[Path]) -> None:
-    atomic_write_text(path, text)
-    written.append(path)
-
-
-def _emit(df: pd.DataFrame, records: list[dict], spec: TableSpec, out: Path, formats: list[str],
-          plots: bool, written: list[Path]) -> pd.DataFrame:
-    notes = footnotes(df, records, spec)
-    rank = rank_agreement(df)
-    if "md" in formats:
-        _write(out / f"{spec.name}.md", render_markdown(df, spec, notes, rank), written)
-    if "tex" in formats:
-        _write(out / f"{spec.name}.tex", render_latex(df, spec, notes), written)
-    if "csv" in formats:
-        _write(out / f"{spec.name}.csv", render_csv(df), written)
-    if plots:
-        from .plots import plot_table
-        written.append(plot_table(df, spec, out / f"{spec.name}.png", _title(df, spec)))
-    return rank
-
-
-def cmd_table(args) -> int:
-    """Build Tables 1 and 4 per dataset from stored records; see the module docstring."""
-    formats = [f.strip() for f in (args.format or "").split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        return _err(f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
-    results = Path(args.results)
-    named = [d.strip() for item in (args.dataset or []) for d in item.split(",") if d.strip()]
-    datasets = list(dict.fromkeys(named or discover_datasets(results)))
-    if not datasets:
-        return _err(f"no records under {results}/<dataset>/records (run `repeval run` first)")
-    loaded = {}
-    for ds in datasets:
-        recs, problems = load_records(results, ds)
-        for p in problems:
-            print(f"repeval: warning: skipping unreadable record {p}", file=sys.stderr)
-        if not recs:
-            return _err(f"no records for dataset '{ds}' under {results / ds / 'records'}")
-        loaded[ds] = recs
-
-    plots = not args.no_plots
-    written: list[Path] = []
-    ranks, t1_frames = [], []
-    for ds, recs in loaded.items():
-        out = Path(args.out) if args.out and len(datasets) == 1 else (
-            Path(args.out) / ds if args.out else results / ds)
-        ds_ranks = []
-        for spec in (TABLE1, TABLE4):
-            df = build_table(recs, spec, ds)
-            if not has_records(df):
-                print(f"{ds}: no records of {', '.join(sorted(spec.protocols))}: {spec.name} skipped")
-                continue
-            print(f"\n{render_markdown(df, spec, []).split(chr(10) + 'Notes:')[0].rstrip()}")
-            ds_ranks.append(_emit(df, recs, spec, out, formats, plots, written))
-            if spec is TABLE1 and paper.paper_dataset(ds):
-                t1_frames.append(df)
-        if ds_ranks and "csv" in formats:
-            _write(out / "rank_agreement.csv",
-                   pd.concat(ds_ranks).to_csv(index=False, float_format="%.6g", lineterminator="\n"), written)
-        ranks += ds_ranks
-        if plots:
-            from .plots import plot_recon_grids
-            names = {r["model"]: r.get("display") or r["model"] for r in recs}
-            p = plot_recon_grids(results / ds / "recon", out / "recon_grids.png", names)
-            if p is None:
-                print(f"{ds}: no reconstruction grids under {results / ds / 'recon'}: recon_grids.png skipped")
-            else:
-                written.append(p)
-    if len(t1_frames) > 1:   # the paper's layout: one Table 1, a column group per CIFAR dataset
-        both = pd.concat(t1_frames, ignore_index=True)
-        all_recs = [r for recs in loaded.values() for r in recs]
-        _emit(both, all_recs, TABLE1, Path(args.out) if args.out else results, formats, plots, written)
-    if ranks:
-        print("\nRank agreement with the paper (Kendall's tau-b, our ranking vs the paper's):")
-        for line in format_rank(pd.concat(ranks)):
-            print("  " + line)
-    print("\nwritten:")
-    for p in written:
-        print(f"  {p}")
-    return 0
-
-
-def print_tables(results: Path, dataset: str, models: list[str] | None = None) -> None:
-    """The tables (no footnotes) on stdout: what ``repeval run`` prints at its end."""
-    recs, _ = load_records(results, dataset)
-    shown = False
-    for spec in (TABLE1, TABLE4):
-        df = build_table(recs, spec, dataset, models)
-        if has_records(df):
-            print("\n" + render_markdown(df, spec, []).split("\nNotes:")[0].rstrip())
-            shown = True
-    if not shown:
-        print(f"(no Table 1 / Table 4 records for {dataset})")
-    else:
-        print(f"\n(footnotes, paper comparison files and plots: repeval table --dataset {dataset} "
-              f"--results {results})")

@@ -1,0 +1,118 @@
+"""``repeval table`` and the tables printed after ``repeval run``: build, render, write atomically."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .. import paper
+from ..storage import atomic_write_text
+from .build import (FORMATS, TABLE1, TABLE4, TableSpec, build_table, discover_datasets, format_rank, has_records,
+                    load_records, rank_agreement)
+from .render import footnotes, render_csv, render_latex, render_markdown, table_title
+
+# ---------------------------------------------------------------------------------------------- command
+
+def _err(msg: str) -> int:
+    print(f"repeval: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _write(path: Path, text: str, written: list[Path]) -> None:
+    atomic_write_text(path, text)
+    written.append(path)
+
+
+def _emit(df: pd.DataFrame, records: list[dict], spec: TableSpec, out: Path, formats: list[str],
+          plots: bool, written: list[Path]) -> pd.DataFrame:
+    notes = footnotes(df, records, spec)
+    rank = rank_agreement(df)
+    if "md" in formats:
+        _write(out / f"{spec.name}.md", render_markdown(df, spec, notes, rank), written)
+    if "tex" in formats:
+        _write(out / f"{spec.name}.tex", render_latex(df, spec, notes), written)
+    if "csv" in formats:
+        _write(out / f"{spec.name}.csv", render_csv(df), written)
+    if plots:
+        from ..plots import plot_table
+        written.append(plot_table(df, spec, out / f"{spec.name}.png", table_title(df, spec)))
+    return rank
+
+
+def cmd_table(args) -> int:
+    """Build Tables 1 and 4 per dataset from stored records; see the module docstring."""
+    formats = [f.strip() for f in (args.format or "").split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        return _err(f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+    results = Path(args.results)
+    named = [d.strip() for item in (args.dataset or []) for d in item.split(",") if d.strip()]
+    datasets = list(dict.fromkeys(named or discover_datasets(results)))
+    if not datasets:
+        return _err(f"no records under {results}/<dataset>/records (run `repeval run` first)")
+    loaded = {}
+    for ds in datasets:
+        recs, problems = load_records(results, ds)
+        for p in problems:
+            print(f"repeval: warning: skipping unreadable record {p}", file=sys.stderr)
+        if not recs:
+            return _err(f"no records for dataset '{ds}' under {results / ds / 'records'}")
+        loaded[ds] = recs
+
+    plots = not args.no_plots
+    written: list[Path] = []
+    ranks, t1_frames = [], []
+    for ds, recs in loaded.items():
+        out = Path(args.out) if args.out and len(datasets) == 1 else (
+            Path(args.out) / ds if args.out else results / ds)
+        ds_ranks = []
+        for spec in (TABLE1, TABLE4):
+            df = build_table(recs, spec, ds)
+            if not has_records(df):
+                print(f"{ds}: no records of {', '.join(sorted(spec.protocols))}: {spec.name} skipped")
+                continue
+            print(f"\n{render_markdown(df, spec, []).split(chr(10) + 'Notes:')[0].rstrip()}")
+            ds_ranks.append(_emit(df, recs, spec, out, formats, plots, written))
+            if spec is TABLE1 and paper.paper_dataset(ds):
+                t1_frames.append(df)
+        if ds_ranks and "csv" in formats:
+            _write(out / "rank_agreement.csv",
+                   pd.concat(ds_ranks).to_csv(index=False, float_format="%.6g", lineterminator="\n"), written)
+        ranks += ds_ranks
+        if plots:
+            from ..plots import plot_recon_grids
+            names = {r["model"]: r.get("display") or r["model"] for r in recs}
+            p = plot_recon_grids(results / ds / "recon", out / "recon_grids.png", names)
+            if p is None:
+                print(f"{ds}: no reconstruction grids under {results / ds / 'recon'}: recon_grids.png skipped")
+            else:
+                written.append(p)
+    if len(t1_frames) > 1:   # the paper's layout: one Table 1, a column group per CIFAR dataset
+        both = pd.concat(t1_frames, ignore_index=True)
+        all_recs = [r for recs in loaded.values() for r in recs]
+        _emit(both, all_recs, TABLE1, Path(args.out) if args.out else results, formats, plots, written)
+    if ranks:
+        print("\nRank agreement with the paper (Kendall's tau-b, our ranking vs the paper's):")
+        for line in format_rank(pd.concat(ranks)):
+            print("  " + line)
+    print("\nwritten:")
+    for p in written:
+        print(f"  {p}")
+    return 0
+
+
+def print_tables(results: Path, dataset: str, models: list[str] | None = None) -> None:
+    """The tables (no footnotes) on stdout: what ``repeval run`` prints at its end."""
+    recs, _ = load_records(results, dataset)
+    shown = False
+    for spec in (TABLE1, TABLE4):
+        df = build_table(recs, spec, dataset, models)
+        if has_records(df):
+            print("\n" + render_markdown(df, spec, []).split("\nNotes:")[0].rstrip())
+            shown = True
+    if not shown:
+        print(f"(no Table 1 / Table 4 records for {dataset})")
+    else:
+        print(f"\n(footnotes, paper comparison files and plots: repeval table --dataset {dataset} "
+              f"--results {results})")
