@@ -303,7 +303,7 @@ def test_cli_writes_tables_plots_and_rank(results, tmp_path, capsys):
     assert main(["table", "--results", str(results), "--dataset", DS]) == 0
     out = results / DS
     for name in ("table1.md", "table1.tex", "table1.csv", "table4.md", "table4.tex", "table4.csv",
-                 "rank_agreement.csv", "table1.png", "table4.png", "recon_grids.png"):
+                 "rank_agreement.csv", "timing.csv", "table1.png", "table4.png", "recon_grids.png"):
         assert (out / name).stat().st_size > 0, name
     printed = capsys.readouterr().out
     assert "cifar10-jpeg table1 conv: tau = +0.333 over 3 models" in printed
@@ -333,3 +333,17 @@ def test_run_summary_prints_tables(results, capsys):
     print_summary(results, DS, ["ae", "dim-infonce"])
     out = capsys.readouterr().out
     assert "Table 1" in out and "Table 4" in out and "| AE " in out and "NAT" not in out
+
+
+def test_timing_table_accounts_train_extract_and_protocol_seconds():
+    def rec(model, protocol, train, extract, proto):
+        return {"model": model, "display": model.upper(), "protocol": protocol,
+                "timing_s": {"train": train, "extract": extract, "protocol": proto}}
+    recs = [rec("ae", "mlp", 100.0, 30.0, 5.0), rec("ae", "mlp", 0.0, 1.0, 7.0),   # resumed: cached stages
+            rec("ae", "svm", 0.0, 1.0, 2.5), rec("ae", "boom", 0.0, 1.0, 1.0), rec("random", "ndm", 0.0, 20.0, 4.0)]
+    t = tables.timing_table(recs).set_index("model")
+    assert list(t.index) == ["ae", "random", "TOTAL"]          # paper rows first (AE), then extra rows
+    ae = t.loc["ae"]
+    assert (ae.train_s, ae.extract_s, ae.mlp_s, ae.svm_s, ae.other_s, ae.records) == (100.0, 30.0, 12.0, 2.5, 1.0, 4)
+    assert ae.total_s == 100 + 30 + 12 + 2.5 + 1
+    assert t.loc["TOTAL", "total_s"] == ae.total_s + 24.0 and t.loc["TOTAL", "records"] == 5

@@ -201,3 +201,36 @@ def format_rank(rank: pd.DataFrame) -> list[str]:
     return lines
 
 
+
+
+# ---------------------------------------------------------------------------------------------- budget
+
+TIMING_COLUMNS = ["model", "display", "train_s", "extract_s", "mlp_s", "svm_s", "recon_s", "mine_s", "ndm_s",
+                  "other_s", "total_s", "records"]
+
+
+def timing_table(records: list[dict]) -> pd.DataFrame:
+    """Compute budget per model from the records' ``timing_s`` (seconds of wall time).
+
+    ``train_s`` and ``extract_s`` are the largest values any record of the model carries (a record
+    written after a resumed or cached stage carries only what that process spent); protocol columns
+    sum ``timing_s.protocol`` over the model's records. Records from processes that were paused or
+    shared the CPU carry that wall time too: the table is an accounting, not a benchmark.
+    """
+    rows: dict[str, dict] = {}
+    for r in records:
+        t = r.get("timing_s") or {}
+        row = rows.setdefault(r["model"], {"model": r["model"], "display": r.get("display") or r["model"],
+                                           "train_s": 0.0, "extract_s": 0.0, "records": 0,
+                                           **{c: 0.0 for c in TIMING_COLUMNS[4:10]}})
+        row["train_s"] = max(row["train_s"], float(t.get("train") or 0.0))
+        row["extract_s"] = max(row["extract_s"], float(t.get("extract") or 0.0))
+        col = f"{r.get('protocol')}_s"
+        row[col if col in TIMING_COLUMNS[4:9] else "other_s"] += float(t.get("protocol") or 0.0)
+        row["records"] += 1
+    ordered = sorted(rows.values(), key=lambda row: _order_key(1, row["display"]))
+    df = pd.DataFrame(ordered, columns=TIMING_COLUMNS)
+    df["total_s"] = df[TIMING_COLUMNS[2:10]].sum(axis=1)
+    total = {"model": "TOTAL", "display": "all models", "records": int(df["records"].sum()),
+             **{c: float(df[c].sum()) for c in TIMING_COLUMNS[2:11]}}
+    return pd.concat([df, pd.DataFrame([total])], ignore_index=True)

@@ -9,7 +9,7 @@ import pandas as pd
 from .. import paper
 from ..storage import atomic_write_text
 from .build import (FORMATS, TABLE1, TABLE4, TableSpec, build_table, discover_datasets, format_rank, has_records,
-                    load_records, rank_agreement)
+                    load_records, rank_agreement, timing_table)
 from .render import footnotes, render_csv, render_latex, render_markdown, table_title
 
 # ---------------------------------------------------------------------------------------------- command
@@ -79,6 +79,9 @@ def cmd_table(args) -> int:
         if ds_ranks and "csv" in formats:
             _write(out / "rank_agreement.csv",
                    pd.concat(ds_ranks).to_csv(index=False, float_format="%.6g", lineterminator="\n"), written)
+        if "csv" in formats:
+            _write(out / "timing.csv", timing_table(recs).to_csv(index=False, float_format="%.1f",
+                                                                 lineterminator="\n"), written)
         ranks += ds_ranks
         if plots:
             from ..plots import plot_recon_grids
