@@ -42,6 +42,7 @@ class NDMConfig:
     hidden: tuple[int, ...] = (1000, 200)
     eval_shuffles: int = 8        # column shuffles of the held-out rows used as marginal samples
     max_eval: int = 10000         # held-out rows used (0 = all)
+    standardize: bool = True      # protocol: per-dimension z-scores (train statistics) of the critic's inputs
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 2:
@@ -107,7 +108,8 @@ def _as_tensor(a) -> torch.Tensor:
 
 
 def neural_dependency(z, seed: int = 0, *, holdout: float = 0.5, device: str = "cpu", **options) -> float:
-    """NDM (nats, DV value) of the columns of the 2-D array ``z`` (numpy or torch), used as given.
+    """NDM (nats, DV value) of the columns of the 2-D array ``z`` (numpy or torch), z-scored per column
+    on the training rows unless ``standardize=False``.
 
     A seeded ``holdout`` fraction of the rows (default half) is held out for the reported value;
     the critic trains on the rest. ``options`` are :class:`NDMConfig` fields (``steps``,
@@ -121,7 +123,10 @@ def neural_dependency(z, seed: int = 0, *, holdout: float = 0.5, device: str = "
     cfg = make_config(NDMConfig, options, where="neural_dependency")
     perm = torch.randperm(z.shape[0], generator=generator(derive_seed(seed, "ndm-holdout")))
     n_te = max(2, int(round(z.shape[0] * holdout)))
-    return ndm_fit_eval(z[perm[n_te:]], z[perm[:n_te]], cfg, seed=seed, device=device)["ndm"]
+    z_tr, z_te = z[perm[n_te:]], z[perm[:n_te]]
+    if cfg.standardize:
+        z_tr, z_te = standardize(z_tr, z_te)
+    return ndm_fit_eval(z_tr, z_te, cfg, seed=seed, device=device)["ndm"]
 
 
 def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,10 +137,17 @@ def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-8) -> t
 
 @register_protocol("ndm", NDMConfig, taps="code", display="NDM")
 def ndm_protocol(inp: ProtocolInput, cfg: NDMConfig, *, seed: int = 0, device: str = "cpu") -> dict:
-    """NDM of the code on sigmoid(y) (``ndm``, the paper's) and on standardised raw y (``ndm_raw``)."""
+    """NDM of the code on sigmoid(y) (``ndm``, the paper's) and on raw y (``ndm_raw``).
+
+    With ``standardize`` (default) both inputs are z-scored per dimension on train statistics first.
+    A per-dimension affine map leaves the dependence between dimensions (what NDM measures) unchanged,
+    but without it a code of small scale (e.g. a random-init y, where sigmoid(y) is ~0.5 +- 0.01)
+    leaves the critic nothing it can fit in the budget and the measure reads 0 whatever the dependence.
+    """
     y_tr, y_te = inp.train.features.float(), inp.test.features.float()
-    sig = ndm_fit_eval(torch.sigmoid(y_tr), torch.sigmoid(y_te), cfg, seed=derive_seed(seed, "sigmoid"),
+    prep = standardize if cfg.standardize else (lambda a, b: (a, b))
+    sig = ndm_fit_eval(*prep(torch.sigmoid(y_tr), torch.sigmoid(y_te)), cfg, seed=derive_seed(seed, "sigmoid"),
                        device=device)
-    raw = ndm_fit_eval(*standardize(y_tr, y_te), cfg, seed=derive_seed(seed, "raw"), device=device)
+    raw = ndm_fit_eval(*prep(y_tr, y_te), cfg, seed=derive_seed(seed, "raw"), device=device)
     return {"ndm": sig["ndm"], "ndm_train": sig["ndm_train"], "ndm_raw": raw["ndm"],
             "ndm_raw_train": raw["ndm_train"]}

@@ -224,6 +224,18 @@ def test_ndm_protocol_reports_sigmoid_and_raw():
     assert set(r) >= {"ndm", "ndm_raw"} and r == ndm_protocol(inp, cfg, seed=0)
 
 
+
+def test_ndm_sees_dependence_in_a_small_scale_code():
+    """A random-init y has a tiny scale: sigmoid(y) ~ 0.5 +- 0.01. Dependence is scale-free; with the
+    default per-dimension z-scores NDM reads the same on the shrunk code, without them it reads ~0."""
+    g = np.random.default_rng(11)
+    shared = g.standard_normal((4000, 1))
+    z = (np.sqrt(0.8) * shared + np.sqrt(0.2) * g.standard_normal((4000, 64))).astype(np.float32)
+    tiny = 1 / (1 + np.exp(-0.01 * z))                        # sigmoid of a code with std 0.01
+    v, v_tiny = neural_dependency(z, seed=0, **NDM_FAST), neural_dependency(tiny, seed=0, **NDM_FAST)
+    assert v > 1.0 and abs(v - v_tiny) < 0.1 * v, (v, v_tiny)
+    assert neural_dependency(tiny, seed=0, standardize=False, **NDM_FAST) < 0.5 * v
+
 # ----------------------------------------------------------------------------- SSIM / reconstruction
 
 def smooth_images(n, seed, size=32):
