@@ -32,12 +32,12 @@ _add(Preset(
     "quick", "embedded default: the whole zoo and every protocol in a few minutes on 2 CPU cores",
     "digits",
     {"train": {"epochs": 1, "critic_units": 256, "precision": "fp32"},
-     "mlp": {"epochs": 6, "milestones": (3, 5), "average_last": 2},
+     "mlp": {"epochs": 4, "milestones": (2, 3), "average_last": 1},
      "svm": {"epochs": 5, "min_steps": 20, "c_grid": (0.01, 0.1, 1.0)},
-     "recon": {"epochs": 3, "width": 64, "lr": 1e-3},
-     "mine": {"steps": 60, "batch_size": 128, "lr": 1e-3, "conv_channels": (16, 32, 64), "x_features": 64,
+     "recon": {"epochs": 2, "width": 64, "lr": 1e-3},
+     "mine": {"steps": 40, "batch_size": 128, "lr": 1e-3, "conv_channels": (16, 32, 64), "x_features": 64,
               "hidden": 128},
-     "ndm": {"steps": 40, "batch_size": 512}}))
+     "ndm": {"steps": 25, "batch_size": 512}}))
 
 _add(Preset(
     "cpu", "cifar10-size data: the whole zoo and every protocol in about two hours of background "
