@@ -347,3 +347,15 @@ def test_timing_table_accounts_train_extract_and_protocol_seconds():
     assert (ae.train_s, ae.extract_s, ae.mlp_s, ae.svm_s, ae.other_s, ae.records) == (100.0, 30.0, 12.0, 2.5, 1.0, 4)
     assert ae.total_s == 100 + 30 + 12 + 2.5 + 1
     assert t.loc["TOTAL", "total_s"] == ae.total_s + 24.0 and t.loc["TOTAL", "records"] == 5
+
+
+def test_floor_is_the_random_init_cell_of_the_same_column(results):
+    df = tables.build_table(_records(results), tables.TABLE1, DS).set_index(["model", "column"])
+    assert df.loc[("ae", "conv"), "floor"] == 40.0 and df.loc[("ae", "conv"), "delta_floor"] == 20.0
+    assert df.loc[("dim-infonce", "conv"), "delta_floor"] == 30.0        # mean of three seeds, 70
+    assert math.isnan(df.loc[("beta-vae", "y"), "delta_floor"])          # missing cell: no difference
+    lines = tables.format_floor(tables.build_table(_records(results), tables.TABLE1, DS))
+    conv = next(line for line in lines if " conv:" in line)
+    assert "random init 40.00; 4/4 above; DIM(L) (infoNCE) +30.00, AE +20.00" in conv, conv
+    t4 = tables.build_table(_records(results), tables.TABLE4, DS)
+    assert t4["floor"].isna().all() and tables.format_floor(t4) == []     # no random-init Table 4 records

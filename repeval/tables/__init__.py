@@ -17,7 +17,7 @@ released code, DIM_SPEC.md protocol 3), our true ``ms_ssim`` where the recon pro
 MINE (``mine``/``mi``) and NDM (``ndm``/``ndm``). A missing cell is an em dash, never 0.
 """
 from .build import (CSV_COLUMNS, EM_DASH, FORMATS, SPECS, TABLE1, TABLE4, Column, TableSpec,  # noqa: F401
-                    build_table, discover_datasets, format_rank, has_records, load_records, rank_agreement,
+                    build_table, discover_datasets, format_floor, format_rank, has_records, load_records, rank_agreement,
                     timing_table)
 from .command import cmd_table, print_tables  # noqa: F401
 from .render import (footnotes, render_csv, render_latex, render_markdown,  # noqa: F401

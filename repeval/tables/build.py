@@ -60,7 +60,8 @@ TABLE4 = TableSpec(4, "Linear SVM accuracy (%), reconstruction, MINE and NDM", (
 SPECS = {1: TABLE1, 4: TABLE4}
 CSV_COLUMNS = ["dataset", "paper_dataset", "table", "row", "display", "model", "column", "column_label",
                "protocol", "tap", "metric", "mean", "std", "n", "seeds", "n_failed", "paper", "paper_std",
-               "delta"]
+               "delta", "floor", "delta_floor"]
+FLOOR_MODEL = "random"   # the seeded, untrained shared encoder: the floor every learned row must clear
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -150,6 +151,9 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp"])
     if df.empty:
         return df
+    floor = df[df["model"] == FLOOR_MODEL].set_index("column")["mean"]
+    df["floor"] = df["column"].map(floor).astype(float)
+    df["delta_floor"] = df["mean"] - df["floor"]
     keep = [c.key for c in spec.columns
             if ((df["column"] == c.key) & ((df["n"] + df["n_failed"] > 0) | df["paper"].notna())).any()]
     return df[df["column"].isin(keep)].reset_index(drop=True)
@@ -198,6 +202,21 @@ def format_rank(rank: pd.DataFrame) -> list[str]:
             lines.append(head + r["note"])
         else:
             lines.append(head + f"tau = {r['tau']:+.3f} over {r['n_common']} models (p = {r['p_value']:.3g})")
+    return lines
+
+
+def format_floor(df: pd.DataFrame) -> list[str]:
+    """Per column with a random-init cell: every other model's difference to it, largest first, and
+    how many models are above it (for NDM, lower means more independent dimensions, not better)."""
+    lines = []
+    for col, g in df[df["floor"].notna()].groupby("column", sort=False):
+        g = g[(g["model"] != FLOOR_MODEL) & g["delta_floor"].notna()].sort_values("delta_floor", ascending=False)
+        if g.empty:
+            continue
+        fmt = ".3f" if g["metric"].iloc[0] in ("ssim", "ms_ssim", "ndm") else ".2f"
+        cells = ", ".join(f"{d} {v:+{fmt}}" for d, v in zip(g["display"], g["delta_floor"]))
+        lines.append(f"{g['dataset'].iloc[0]} {g['table'].iloc[0]} {col}: random init "
+                     f"{g['floor'].iloc[0]:{fmt}}; {int((g['delta_floor'] > 0).sum())}/{len(g)} above; {cells}")
     return lines
 
 

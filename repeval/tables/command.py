@@ -8,7 +8,7 @@ import pandas as pd
 
 from .. import paper
 from ..storage import atomic_write_text
-from .build import (FORMATS, TABLE1, TABLE4, TableSpec, build_table, discover_datasets, format_rank, has_records,
+from .build import (FORMATS, TABLE1, TABLE4, TableSpec, build_table, discover_datasets, format_floor, format_rank, has_records,
                     load_records, rank_agreement, timing_table)
 from .render import footnotes, render_csv, render_latex, render_markdown, table_title
 
@@ -62,7 +62,7 @@ def cmd_table(args) -> int:
 
     plots = not args.no_plots
     written: list[Path] = []
-    ranks, t1_frames = [], []
+    ranks, t1_frames, frames = [], [], []
     for ds, recs in loaded.items():
         out = Path(args.out) if args.out and len(datasets) == 1 else (
             Path(args.out) / ds if args.out else results / ds)
@@ -74,6 +74,7 @@ def cmd_table(args) -> int:
                 continue
             print(f"\n{render_markdown(df, spec, []).split(chr(10) + 'Notes:')[0].rstrip()}")
             ds_ranks.append(_emit(df, recs, spec, out, formats, plots, written))
+            frames.append(df)
             if spec is TABLE1 and paper.paper_dataset(ds):
                 t1_frames.append(df)
         if ds_ranks and "csv" in formats:
@@ -98,6 +99,11 @@ def cmd_table(args) -> int:
     if ranks:
         print("\nRank agreement with the paper (Kendall's tau-b, our ranking vs the paper's):")
         for line in format_rank(pd.concat(ranks)):
+            print("  " + line)
+    floors = [line for df in frames for line in format_floor(df)]
+    if floors:
+        print("\nDifference to the random-init floor (ours - Random init, same column):")
+        for line in floors:
             print("  " + line)
     print("\nwritten:")
     for p in written:
