@@ -44,10 +44,10 @@ _add(Preset(
     "compute on 2 idle CPU cores (measured budget in results/cifar10-jpeg/REPORT.md)",
     "npz:../shared/data/cifar10-jpeg",
     {"train": {"epochs": 1, "critic_units": 1024, "precision": "fp32"},
-     "mlp": {"epochs": 8, "milestones": (4, 6), "average_last": 3},
-     "svm": {"epochs": 5},
+     "mlp": {"epochs": 5, "milestones": (3, 4), "average_last": 2},
+     "svm": {"epochs": 4, "min_steps": 150},
      "recon": {"epochs": 2, "max_train": 10000, "width": 256},
-     "mine": {"steps": 500, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
+     "mine": {"steps": 300, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
      "ndm": {"steps": 300, "batch_size": 2048}}))
 
 _add(Preset(
