@@ -11,11 +11,13 @@ the batch: a per-column permutation), and the dependence is read off as a diverg
 - Reported value: the Donsker-Varadhan estimate mean_P T - log mean_Q exp(T) on *held-out* rows
   (the test split), with ``eval_shuffles`` independent column shuffles as marginal samples.
   Near 0 means independent dimensions; it can be slightly negative (a held-out lower bound).
-- ``ndm`` is measured on sigmoid(y) (the paper's), ``ndm_raw`` on y standardised per dimension
-  with training statistics (a per-dimension invertible map, so the dependence is that of raw y;
-  standardising only keeps the critic's inputs at unit scale).
+- ``ndm`` is measured on sigmoid(y) (the paper's), ``ndm_raw`` on raw y. With ``standardize``
+  (default) each is z-scored per dimension with training statistics before the critic: a
+  per-dimension invertible map leaves the dependence unchanged and keeps the critic's inputs at
+  unit scale, so a code of small scale is not read as independent.
 
-Plain array API: ``neural_dependency(z, seed=0, **options) -> float`` (columns used as given).
+Plain array API: ``neural_dependency(z, seed=0, **options) -> float`` (z-scored per column unless
+``standardize=False``).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ class NDMConfig:
     hidden: tuple[int, ...] = (1000, 200)
     eval_shuffles: int = 8        # column shuffles of the held-out rows used as marginal samples
     max_eval: int = 10000         # held-out rows used (0 = all)
-    standardize: bool = True      # protocol: per-dimension z-scores (train statistics) of the critic's inputs
+    standardize: bool = True      # z-score each dimension (train statistics) before the critic
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 2:
