@@ -40,8 +40,8 @@ _add(Preset(
      "ndm": {"steps": 25, "batch_size": 512}}))
 
 _add(Preset(
-    "cpu", "cifar10-size data: the whole zoo and every protocol in about two hours of background "
-    "compute on 2 idle CPU cores (measured budget in results/cifar10-jpeg/REPORT.md)",
+    "cpu", "cifar10-size data: the whole zoo and every protocol in about 1.5 hours of background "
+    "compute on 2 CPU cores (measured budget in results/cifar10-jpeg/REPORT.md)",
     "npz:../shared/data/cifar10-jpeg",
     {"train": {"epochs": 1, "critic_units": 1024, "precision": "fp32"},
      "mlp": {"epochs": 5, "milestones": (3, 4), "average_last": 2},
