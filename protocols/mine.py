@@ -35,7 +35,7 @@ from torch import nn
 
 from repeval.config import make_config
 from repeval.estimators import dv_bound, dv_ema_loss
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
+from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
 
 
@@ -116,14 +116,6 @@ class StatisticsNetwork(nn.Module):
 
 # ----------------------------------------------------------------------------- pure math
 
-def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-8) -> list[torch.Tensor]:
-    """Per-column (x - mean) / std with statistics of ``train``; constant columns get std 1."""
-    mu = train.mean(0, keepdim=True)
-    sd = train.std(0, keepdim=True)
-    sd = torch.where(sd > eps, sd, torch.ones_like(sd))
-    return [(t - mu) / sd for t in (train, *others)]
-
-
 def chunk_diagnostics(curve: list[float], chunks: int) -> dict[str, float]:
     """``still_increasing`` / ``diverged`` flags from the per-step training bound (module docstring)."""
     arr = np.asarray(curve, dtype=np.float64)
@@ -202,9 +194,9 @@ def mine_fit_eval(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_
         keep = torch.randperm(x_te.shape[0], generator=g)[:cfg.max_eval]
         x_te, y_te = x_te[keep], y_te[keep]
     x_tr, x_te, y_tr, y_te = (t.float() for t in (x_tr, x_te, y_tr, y_te))
-    y_tr, y_te = standardize(y_tr, y_te)
+    y_tr, y_te = zscore(y_tr, y_te)
     if x_tr.dim() == 2:
-        x_tr, x_te = standardize(x_tr, x_te)
+        x_tr, x_te = zscore(x_tr, x_te)
     x_tr, y_tr, x_te, y_te = (t.to(dev) for t in (x_tr, y_tr, x_te, y_te))
     net, curve = train_mine(x_tr, y_tr, cfg, seed=seed, device=dev)
     mi = dv_estimate(net, x_te, y_te, shuffles=cfg.eval_shuffles, seed=derive_seed(seed, "mine-eval"))

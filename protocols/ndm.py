@@ -30,7 +30,7 @@ import torch
 from repeval.config import make_config
 from repeval.estimators import dv_bound, kl_bound
 from repeval.nets import mlp
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
+from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
 
 
@@ -127,14 +127,8 @@ def neural_dependency(z, seed: int = 0, *, holdout: float = 0.5, device: str = "
     n_te = max(2, int(round(z.shape[0] * holdout)))
     z_tr, z_te = z[perm[n_te:]], z[perm[:n_te]]
     if cfg.standardize:
-        z_tr, z_te = standardize(z_tr, z_te)
+        z_tr, z_te = zscore(z_tr, z_te)
     return ndm_fit_eval(z_tr, z_te, cfg, seed=seed, device=device)["ndm"]
-
-
-def standardize(train: torch.Tensor, test: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
-    mu, sd = train.mean(0, keepdim=True), train.std(0, keepdim=True)
-    sd = torch.where(sd > eps, sd, torch.ones_like(sd))
-    return (train - mu) / sd, (test - mu) / sd
 
 
 @register_protocol("ndm", NDMConfig, taps="code", display="NDM")
@@ -147,7 +141,7 @@ def ndm_protocol(inp: ProtocolInput, cfg: NDMConfig, *, seed: int = 0, device: s
     leaves the critic nothing it can fit in the budget and the measure reads 0 whatever the dependence.
     """
     y_tr, y_te = inp.train.features.float(), inp.test.features.float()
-    prep = standardize if cfg.standardize else (lambda a, b: (a, b))
+    prep = zscore if cfg.standardize else (lambda a, b: (a, b))
     sig = ndm_fit_eval(*prep(torch.sigmoid(y_tr), torch.sigmoid(y_te)), cfg, seed=derive_seed(seed, "sigmoid"),
                        device=device)
     raw = ndm_fit_eval(*prep(y_tr, y_te), cfg, seed=derive_seed(seed, "raw"), device=device)

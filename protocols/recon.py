@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repeval.nets import deconv_bn_relu
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
+from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, five scales
@@ -203,14 +203,12 @@ def recon_protocol(inp: ProtocolInput, cfg: ReconConfig, *, seed: int = 0, devic
     if inp.train.images is None or inp.test.images is None:
         raise ProtocolFailure("recon needs images (needs_images=True) but the input has none")
     dev = torch.device(device)
-    z_tr, z_te = inp.train.features.float(), inp.test.features.float()
-    mu, sd = z_tr.mean(0, keepdim=True), z_tr.std(0, keepdim=True)
-    sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))
+    z_tr, z_te = zscore(inp.train.features.float(), inp.test.features.float())   # whole-train statistics
     x_tr = inp.train.images
     if cfg.max_train and z_tr.shape[0] > cfg.max_train:
         keep = torch.randperm(z_tr.shape[0], generator=generator(derive_seed(seed, "recon-subset")))[:cfg.max_train]
         z_tr, x_tr = z_tr[keep], x_tr[keep]
-    z_tr, z_te = ((z_tr - mu) / sd).to(dev), ((z_te - mu) / sd).to(dev)
+    z_tr, z_te = z_tr.to(dev), z_te.to(dev)
     x_tr, x_te = x_tr.to(dev), inp.test.images.to(dev)
     dec, train_loss = train_decoder(z_tr, x_tr, cfg, seed=seed)
     rec = reconstruct(dec, z_te)

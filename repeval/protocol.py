@@ -66,3 +66,13 @@ def code_tap(taps: list[str]) -> str:
 
 class ProtocolFailure(RuntimeError):
     """A protocol could not produce a number (diverged, non-finite loss)."""
+
+
+def zscore(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-8) -> list[torch.Tensor]:
+    """Per-column (x - mean) / std with statistics of ``train`` (sample std); constant columns get std 1.
+
+    Returns ``[train, *others]`` standardised. Shared by the protocols that fit a network on codes."""
+    mu = train.mean(0, keepdim=True)
+    sd = train.std(0, keepdim=True)
+    sd = torch.where(sd > eps, sd, torch.ones_like(sd))
+    return [(t - mu) / sd for t in (train, *others)]

@@ -106,7 +106,6 @@ def main() -> int:
     print(f"# load before: {os.getloadavg()}")
     ftr, fte, ytr, yte, itr, ite, desc = load_features(args)
     print(f"# features: {desc}; " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in ftr.items()))
-    imgs = (itr, ite)
     todo = [s.strip() for s in args.protocols.split(",") if s.strip()]
 
     def cfg_of(name, **over):
@@ -176,11 +175,12 @@ def main() -> int:
               + f"; preset {cfg.epochs} epochs on {ftr['y'].shape[0]} images extrapolated {full:.0f} s")
         rows.append(("recon", "y", full, "extrapolated"))
     if "mine" in todo:
-        from repeval.protocols.mine import dv_estimate, standardize, train_mine
+        from repeval.protocol import zscore
+        from repeval.protocols.mine import dv_estimate, train_mine
         spec, cfg = cfg_of("mine")
         steps = args.mine_steps
         print(f"\n## mine  preset config {cfg}; timed {steps} training steps + held-out evaluation")
-        y_tr, y_te = standardize(ftr["y"], fte["y"])
+        y_tr, y_te = zscore(ftr["y"], fte["y"])
         k = cfg.max_eval or ite.shape[0]
         t = time.time()
         net, curve = train_mine(itr, y_tr, replace(cfg, steps=steps), seed=0)
