@@ -224,8 +224,9 @@ def format_floor(df: pd.DataFrame) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- budget
 
-TIMING_COLUMNS = ["model", "display", "train_s", "extract_s", "mlp_s", "svm_s", "recon_s", "mine_s", "ndm_s",
-                  "other_s", "total_s", "records"]
+PROTOCOL_SECONDS = ("mlp_s", "svm_s", "recon_s", "mine_s", "ndm_s")
+SECONDS = ("train_s", "extract_s", *PROTOCOL_SECONDS, "other_s")        # summed into total_s
+TIMING_COLUMNS = ["model", "display", *SECONDS, "total_s", "records"]
 
 
 def timing_table(records: list[dict]) -> pd.DataFrame:
@@ -240,16 +241,15 @@ def timing_table(records: list[dict]) -> pd.DataFrame:
     for r in records:
         t = r.get("timing_s") or {}
         row = rows.setdefault(r["model"], {"model": r["model"], "display": r.get("display") or r["model"],
-                                           "train_s": 0.0, "extract_s": 0.0, "records": 0,
-                                           **{c: 0.0 for c in TIMING_COLUMNS[4:10]}})
+                                           "records": 0, **{c: 0.0 for c in SECONDS}})
         row["train_s"] = max(row["train_s"], float(t.get("train") or 0.0))
         row["extract_s"] = max(row["extract_s"], float(t.get("extract") or 0.0))
         col = f"{r.get('protocol')}_s"
-        row[col if col in TIMING_COLUMNS[4:9] else "other_s"] += float(t.get("protocol") or 0.0)
+        row[col if col in PROTOCOL_SECONDS else "other_s"] += float(t.get("protocol") or 0.0)
         row["records"] += 1
     ordered = sorted(rows.values(), key=lambda row: _order_key(1, row["display"]))
     df = pd.DataFrame(ordered, columns=TIMING_COLUMNS)
-    df["total_s"] = df[TIMING_COLUMNS[2:10]].sum(axis=1)
+    df["total_s"] = df[list(SECONDS)].sum(axis=1)
     total = {"model": "TOTAL", "display": "all models", "records": int(df["records"].sum()),
-             **{c: float(df[c].sum()) for c in TIMING_COLUMNS[2:11]}}
+             **{c: float(df[c].sum()) for c in (*SECONDS, "total_s")}}
     return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
