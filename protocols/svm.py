@@ -42,6 +42,7 @@ import torch
 
 from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
 from repeval.seeding import derive_seed, generator
+from repeval.train import fused_adam
 
 MULTICLASS = ("crammer_singer", "ovr")
 LOSSES = ("hinge", "squared_hinge")
@@ -136,14 +137,6 @@ def predict(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mean: torch.Tenso
     return torch.cat(out)
 
 
-def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
-    """Adam, the fused single-kernel implementation where the device has one (same update rule)."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
-
-
 def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: tuple[float, ...] | list[float], *,
                    epochs: int, batch_size: int = 1024, lr: float = 1e-3, min_steps: int = 0,
                    multiclass: str = "crammer_singer", loss: str = "hinge", seed: int = 0,
@@ -176,7 +169,7 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: t
     w = torch.zeros(m * k, d, device=dev, dtype=dt)
     b = torch.zeros(m * k, device=dev, dtype=dt)
     w.grad, b.grad = torch.zeros_like(w), torch.zeros_like(b)
-    opt = _adam([w, b], lr)
+    opt = fused_adam([w, b], lr)
     bs = min(batch_size, n)
     starts = list(range(0, n, bs))
     epochs = max(epochs, math.ceil(min_steps / len(starts)))

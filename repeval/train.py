@@ -22,6 +22,14 @@ from .seeding import derive_seed, generator
 from .storage import atomic_torch_save, load_checkpoint
 
 
+def fused_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with the fused kernel on CPU/CUDA (the same update, ~4x faster than the default foreach
+    path on CPU: 21 vs 98 ms for 13.6M parameters); the default path elsewhere."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)
+
+
 class DivergenceError(RuntimeError):
     """A training loss became NaN or infinite."""
 
@@ -63,11 +71,8 @@ class Family(nn.Module):
 
     # -- helpers for subclasses ------------------------------------------------------------------
     def adam(self, params) -> torch.optim.Adam:
-        """Adam(lr, betas) from ``cfg``; the fused kernel on CPU/CUDA (the same update, ~4x faster
-        than the default foreach path on CPU: 21 vs 98 ms for 13.6M parameters)."""
-        params = list(params)
-        fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-        return torch.optim.Adam(params, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2), fused=fused or None)
+        """Adam(lr, betas) from ``cfg`` (:func:`fused_adam`)."""
+        return fused_adam(params, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2))
 
     def amp(self, x: torch.Tensor):
         """bf16 autocast when ``precision == 'bf16'``; a no-op in fp32."""
