@@ -1,4 +1,4 @@
-"""Command line: ``repeval run | list | table | validate``.
+"""Command line: ``repeval run | list | status | table | validate``.
 
 Bad input (unknown name, bad config key, missing data, corrupt checkpoint, a user's encoder with the
 wrong outputs) ends with one line on stderr saying what and where, and a non-zero exit; records
@@ -14,12 +14,15 @@ from . import load_builtins
 from .config import ConfigError, parse_overrides
 from .data import DataError, dataset_names, load_dataset
 from .features import EncoderContractError
+from .launch import LaunchError
+from .launch.options import add_run_options, add_status_command
 from .plugins import PluginError, load_plugin
 from .presets import PRESETS
 from .registry import MODELS, PROTOCOLS, RegistryError
 from .storage import CheckpointError
 
-USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError)
+USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError,
+               LaunchError)
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -59,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. train.epochs=2 or mlp.epochs=5")
     r.add_argument("--quiet", action="store_true", help="no progress bars or info lines")
     r.add_argument("--no-table", action="store_true", help="do not print the tables at the end")
+    add_run_options(r)
 
     sub.add_parser("list", help="show models, protocols, datasets and presets")
+    add_status_command(sub)
 
     t = sub.add_parser("table", help="regenerate Tables 1 and 4 from stored records")
     t.add_argument("--dataset", action="append", help="dataset label(s) under results/ (default: all)")
@@ -111,6 +116,9 @@ def cmd_run(args) -> int:
                       workdir=args.workdir, results=args.results, quiet=args.quiet)
     from .runner import resolve_configs
     resolve_configs(opts)  # bad keys fail before the dataset is even loaded
+    if args.executor != "inline" or args.jobs is not None or args.devices is not None:
+        from .launch import launch
+        return launch(args, opts)  # one shard per model, each `repeval run` in its own job
     ds = load_dataset(args.dataset or preset.dataset, args.data_root, args.download)
     summary = run(opts, ds)
     if not args.no_table:
@@ -140,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list()
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "status":
+            from .launch.status import cmd_status
+            return cmd_status(args)
         if args.command == "table":
             from .tables import cmd_table
             return cmd_table(args)

@@ -22,6 +22,7 @@ import torch
 from .config import ConfigError, TrainConfig, config_hash, make_config, to_dict
 from .data import Dataset
 from .features import cached_features, extract, tap_names
+from .locks import model_lock, model_lock_path
 from .presets import Preset
 from .progress import Progress, log
 from .protocol import ProtocolInput, ProtocolSpec, Split, code_tap
@@ -89,7 +90,9 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
     prog = Progress(quiet=opts.quiet)
     for name in opts.models:
         try:
-            _run_model(name, opts, ds, train_cfg, proto_cfgs, summary, prog)
+            with model_lock(model_lock_path(opts.workdir, ds.name, name),
+                            on_wait=lambda who, name=name: log(f"[{name}] {who} is running this model; waiting")):
+                _run_model(name, opts, ds, train_cfg, proto_cfgs, summary, prog)
         except DivergenceError as e:
             msg = f"{name}: training diverged: {e}"
             log(f"error: {msg}; continuing with the next model")

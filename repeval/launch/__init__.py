@@ -1,0 +1,157 @@
+"""Run the benchmark grid as shards — one model on one dataset each — on this host's CPUs/GPUs
+(``--executor local``) or as a Slurm job array (``--executor slurm``), through submitit.
+
+The launcher checks the options and the dataset once, writes a manifest under
+``WORKDIR/launch/<id>/`` and submits one :class:`~repeval.launch.shard.Shard` per model. The shards
+share nothing but the filesystem: records under ``--results`` (atomic), checkpoints and features under
+``--workdir`` (one lock per model, :mod:`repeval.locks`). ``repeval status`` reads it all back.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from ..progress import log
+from .errors import LaunchError
+from .layout import launch_folder, logs_folder, new_launch_id, outcome_path, read_outcome, shard_lock_path, \
+    write_manifest
+from .shard import Shard, logs_tail
+
+__all__ = ["LaunchError", "Shard", "launch"]
+
+
+def _require_submitit(executor: str) -> None:
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise LaunchError(f"--executor {executor} needs submitit: pip install -e '.[slurm]' "
+                          "(or pip install 'submitit>=1.5')") from None
+
+
+def parse_devices(spec: str | None, default: str) -> list[str]:
+    """``cuda:0,cuda:1`` -> ``["cuda:0", "cuda:1"]``; each must be cpu, cuda or cuda:N."""
+    devices = [d.strip() for d in (spec or default).split(",") if d.strip()]
+    for d in devices:
+        kind, _, index = d.partition(":")
+        if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+            raise LaunchError(f"--devices: bad device {d!r}; expected cpu, cuda or cuda:N (e.g. cuda:0,cuda:1)")
+    if any(d.startswith("cuda") for d in devices):
+        import torch
+        n = torch.cuda.device_count()
+        bad = [d for d in devices if d.startswith("cuda") and int(d.partition(":")[2] or 0) >= n]
+        if bad:
+            raise LaunchError(f"--devices: {bad[0]} requested but this host has {n} CUDA device(s)")
+    return devices
+
+
+def check_options(args) -> None:
+    """Executor options that make no sense together: one line, before any data loads."""
+    if args.executor == "inline":
+        for name, value in (("--jobs", args.jobs), ("--devices", args.devices)):
+            if value is not None:
+                raise LaunchError(f"{name} needs --executor local or --executor slurm")
+        return
+    if args.jobs is not None and args.jobs < 1:
+        raise LaunchError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.executor == "slurm" and args.devices:
+        raise LaunchError("--devices is for --executor local; on Slurm use --device cuda with --slurm-gpus")
+    if args.executor == "slurm" and args.slurm_time < 1:
+        raise LaunchError(f"--slurm-time must be >= 1 minute, got {args.slurm_time}")
+    _require_submitit(args.executor)
+
+
+def launch(args, opts) -> int:
+    """Run or submit every model of ``opts`` as its own shard; see the module docstring."""
+    from ..cli import build_parser
+    from ..data import load_dataset
+    from .argv import shard_argv
+
+    check_options(args)
+    if args.executor == "inline":
+        raise LaunchError("launch() needs --executor local or slurm")
+    devices = parse_devices(args.devices, opts.device) if args.executor == "local" else [opts.device]
+    ds = load_dataset(args.dataset or opts.preset.dataset, args.data_root, args.download)  # checked once
+    label = ds.name
+    del ds
+    launch_id = new_launch_id()
+    folder, logs = launch_folder(opts.workdir, launch_id), logs_folder(opts.workdir, launch_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    parser, cwd = build_parser(), os.getcwd()
+
+    def make_shard(model: str, device: str) -> Shard:
+        return Shard(model, tuple(shard_argv(parser, args, model, device)), cwd, str(folder))
+
+    manifest = {"id": launch_id, "executor": args.executor, "dataset": label, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "workdir": str(opts.workdir.absolute()), "results": str(opts.results.absolute()), "logs": str(logs),
+                "shards": [{"model": m, "device": None, "job_id": None, "stdout": None, "stderr": None,
+                            "outcome": str(outcome_path(folder, m)), "lock": str(shard_lock_path(folder, m)),
+                            "argv": None} for m in opts.models]}
+    entry = {s["model"]: s for s in manifest["shards"]}
+
+    def record_job(model: str, job, device: str, shard: Shard) -> None:
+        entry[model].update(device=device, job_id=str(job.job_id), stdout=str(job.paths.stdout),
+                            stderr=str(job.paths.stderr), argv=list(shard.argv))
+
+    write_manifest(folder, manifest)
+    if args.executor == "slurm":
+        return _submit_slurm(args, opts, make_shard, manifest, record_job, folder, logs)
+    return _run_local(args, opts, make_shard, devices, manifest, record_job, folder, logs, label)
+
+
+def _submit_slurm(args, opts, make_shard, manifest, record_job, folder, logs) -> int:
+    from .slurm import submit_slurm
+
+    shards = [make_shard(m, opts.device) for m in opts.models]
+    jobs = submit_slurm(shards, logs, args)
+    for shard, job in zip(shards, jobs):
+        record_job(shard.model, job, opts.device, shard)
+    manifest["slurm_job"] = str(jobs[0].job_id).split("_")[0] if jobs else None
+    write_manifest(folder, manifest)
+    print(f"submitted Slurm job array {manifest['slurm_job']} ({len(jobs)} shards"
+          + (f", at most {args.jobs} at once" if args.jobs else "") + f"); logs under {logs}\n"
+          f"watch:  repeval status --workdir {opts.workdir} --results {opts.results}   (or squeue --me)\n"
+          f"then:   repeval table --results {opts.results}")
+    return 0
+
+
+def _run_local(args, opts, make_shard, devices, manifest, record_job, folder, logs, label) -> int:
+    from .local import run_local
+
+    jobs = args.jobs or len(devices)
+    shards: dict[str, Shard] = {}
+
+    def build(model: str, device: str) -> Shard:
+        shards[model] = make_shard(model, device)
+        return shards[model]
+
+    def on_start(model, job, device) -> None:
+        record_job(model, job, device, shards[model])
+        write_manifest(folder, manifest)
+        log(f"[{model}] started on {device} (local job {job.job_id}, log {job.paths.stderr})", opts.quiet)
+
+    failed: list[str] = []
+
+    def on_end(model, job) -> None:
+        out = read_outcome(folder, model)
+        if out and out.get("state") == "done":
+            log(f"[{model}] done", opts.quiet)
+            return
+        why = (out or {}).get("error") if out else None
+        why = why or f"stopped without finishing; last log line: {logs_tail(job.paths.stderr) or '(empty)'}"
+        failed.append(f"{model}: {why}")
+        log(f"error: [{model}] failed: {why} (log {job.paths.stderr})")
+
+    log(f"launch {manifest['id']}: {len(opts.models)} shards on {label}, {jobs} at a time on "
+        f"{', '.join(devices)}", opts.quiet)
+    try:
+        run_local(build, list(opts.models), logs, jobs, devices, on_start, on_end)
+    except KeyboardInterrupt:
+        log("repeval: interrupted; running shards were cancelled, finished records are kept, rerun to resume")
+        return 130
+    if not args.no_table:
+        from ..summary import print_summary
+        print_summary(opts.results, label, list(opts.models))
+    log(f"{len(opts.models)} shards: {len(opts.models) - len(failed)} done, {len(failed)} failed")
+    for f in failed:
+        log(f"  failed: {f}")
+    return 1 if failed else 0
