@@ -9,6 +9,7 @@ share nothing but the filesystem: records under ``--results`` (atomic), checkpoi
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 from ..progress import log
@@ -44,20 +45,25 @@ def parse_devices(spec: str | None, default: str) -> list[str]:
     return devices
 
 
-def check_options(args) -> None:
-    """Executor options that make no sense together: one line, before any data loads."""
+def check_options(args) -> list[str]:
+    """Executor options that make no sense together: one line, before any data loads. Returns the
+    devices of the workers."""
     if args.executor == "inline":
         for name, value in (("--jobs", args.jobs), ("--devices", args.devices)):
             if value is not None:
                 raise LaunchError(f"{name} needs --executor local or --executor slurm")
-        return
+        return [args.device]
     if args.jobs is not None and args.jobs < 1:
         raise LaunchError(f"--jobs must be >= 1, got {args.jobs}")
     if args.executor == "slurm" and args.devices:
         raise LaunchError("--devices is for --executor local; on Slurm use --device cuda with --slurm-gpus")
     if args.executor == "slurm" and args.slurm_time < 1:
         raise LaunchError(f"--slurm-time must be >= 1 minute, got {args.slurm_time}")
+    devices = parse_devices(args.devices, args.device) if args.executor == "local" else [args.device]
     _require_submitit(args.executor)
+    if args.executor == "slurm" and shutil.which("srun") is None:
+        raise LaunchError("--executor slurm: no 'srun' on PATH; run this on a Slurm login node")
+    return devices
 
 
 def launch(args, opts) -> int:
@@ -66,10 +72,9 @@ def launch(args, opts) -> int:
     from ..data import load_dataset
     from .argv import shard_argv
 
-    check_options(args)
+    devices = check_options(args)
     if args.executor == "inline":
         raise LaunchError("launch() needs --executor local or slurm")
-    devices = parse_devices(args.devices, opts.device) if args.executor == "local" else [opts.device]
     ds = load_dataset(args.dataset or opts.preset.dataset, args.data_root, args.download)  # checked once
     label = ds.name
     del ds
@@ -151,7 +156,8 @@ def _run_local(args, opts, make_shard, devices, manifest, record_job, folder, lo
     if not args.no_table:
         from ..summary import print_summary
         print_summary(opts.results, label, list(opts.models))
-    log(f"{len(opts.models)} shards: {len(opts.models) - len(failed)} done, {len(failed)} failed")
+    n = len(opts.models)
+    log(f"{n} shard{'s' if n != 1 else ''}: {n - len(failed)} done, {len(failed)} failed")
     for f in failed:
         log(f"  failed: {f}")
     return 1 if failed else 0
