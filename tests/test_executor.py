@@ -74,7 +74,8 @@ def grid(tmp_path_factory):
     def args(root: Path, *extra: str, models: str = "random,slowfam") -> list[str]:
         return ["--plugin", str(plugin), "run", "--models", models, "--protocols", "ndm", "--quiet",
                 "--no-table", "--workdir", str(root / "w"), "--results", str(root / "r"),
-                "--set", f"train.epochs={EPOCHS}", "--set", "train.max_train=128", "--set", "ndm.steps=1", "--set", "ndm.eval_shuffles=1", *extra]
+                "--set", f"train.epochs={EPOCHS}", "--set", "train.max_train=128", "--set", "ndm.steps=1",
+                "--set", "ndm.eval_shuffles=1", *extra]
 
     try:
         assert main(args(base / "inline")) == 0

@@ -86,8 +86,9 @@ def launch(args, opts) -> int:
     def make_shard(model: str, device: str) -> Shard:
         return Shard(model, tuple(shard_argv(parser, args, model, device)), cwd, str(folder))
 
-    manifest = {"id": launch_id, "executor": args.executor, "dataset": label, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "workdir": str(opts.workdir.absolute()), "results": str(opts.results.absolute()), "logs": str(logs),
+    manifest = {"id": launch_id, "executor": args.executor, "dataset": label,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(opts.workdir.absolute()),
+                "results": str(opts.results.absolute()), "logs": str(logs),
                 "shards": [{"model": m, "device": None, "job_id": None, "stdout": None, "stderr": None,
                             "outcome": str(outcome_path(folder, m)), "lock": str(shard_lock_path(folder, m)),
                             "argv": None} for m in opts.models]}
