@@ -6,8 +6,9 @@ first is done and then find its records present, instead of training, extracting
 again. The kernel releases an ``flock`` when its holder exits for any reason (``kill -9``,
 preemption, OOM), so a lock is never stale; the file itself stays (deleting lock files races with
 waiters) and holds one line naming its holder. On a filesystem without working ``flock`` (some
-network filesystems mounted without lock support) the lock is skipped with a one-line warning:
-records stay correct because every write is atomic, only work may be repeated.
+network filesystems mounted without lock support), or where the lock file cannot be created, the
+lock is skipped with a one-line warning: records stay correct because every write is atomic, only
+work may be repeated.
 """
 from __future__ import annotations
 
@@ -65,8 +66,13 @@ def model_lock(path: str | Path, wait: bool = True, timeout: float | None = None
     call blocks until the lock is free, or raises :class:`LockBusy` after ``timeout`` seconds.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:   # a read-only workdir: the run itself says what it cannot write, if anything
+        log(f"warning: cannot lock {path} ({e.strerror}); concurrent runs on this folder may repeat work")
+        yield
+        return
     try:
         try:
             got = _try_lock(fd)

@@ -93,3 +93,20 @@ def test_filesystem_without_locks_warns_and_goes_on(tmp_path, monkeypatch, capsy
     assert ran == [1]
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot lock" in err and "No locks available" in err
+
+
+
+def test_unwritable_folder_warns_and_goes_on(tmp_path, monkeypatch, capsys):
+    real_open = os.open
+
+    def read_only(path, flags, *a):
+        if flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, flags, *a)
+    monkeypatch.setattr(locks.os, "open", read_only)
+    ran = []
+    with model_lock(tmp_path / "lock"):
+        ran.append(1)
+    assert ran == [1] and not (tmp_path / "lock").exists()
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot lock" in err and "Permission denied" in err
