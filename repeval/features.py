@@ -47,7 +47,14 @@ def check_taps(out, n: int, name: str) -> "OrderedDict[str, torch.Tensor]":
 def tap_names(encoder: nn.Module, sample: torch.Tensor, name: str) -> list[str]:
     """The tap names of ``encoder`` from one forward on ``sample`` (a couple of images)."""
     encoder.eval()
-    return list(check_taps(encoder(sample), sample.shape[0], name))
+    try:
+        out = encoder(sample)
+    except RuntimeError as e:  # typically a shape mismatch deep inside the network
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise EncoderContractError(
+            f"encoder '{name}' fails on images of {'x'.join(map(str, sample.shape[1:]))} (C x H x W): "
+            f"{first} (does it take {sample.shape[2]}x{sample.shape[3]} px input?)") from None
+    return list(check_taps(out, sample.shape[0], name))
 
 
 @torch.no_grad()
