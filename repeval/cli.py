@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             from .tables import cmd_table
             return cmd_table(args)
         if args.command == "validate":
-            from .validate import cmd_validate
+            from .validation import cmd_validate
             return cmd_validate(args)
     except USER_ERRORS as e:
         print(f"repeval: error: {e}", file=sys.stderr)
