@@ -71,7 +71,8 @@ class ValidateConfig:
         """Inverse of :meth:`to_dict` (strict keys)."""
         keys = {"seed", "checks", "mine", "settings"}
         if set(d) != keys:
-            raise ConfigError(f"validate config: expected keys {sorted(keys)}, got {sorted(d)}")
+            raise ConfigError(f"validate config: expected the keys {', '.join(sorted(keys))}, got "
+                              f"{len(d)} keys (written by an older repeval? rerun repeval validate)")
         settings = tuple((name, make_config(get_check(name).Settings, s, where=f"validate.{name}"))
                          for name, s in d["settings"].items())
         return cls(seed=int(d["seed"]), checks=tuple(d["checks"]),
