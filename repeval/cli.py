@@ -185,7 +185,7 @@ def _dispatch(args) -> int:
         from .tables import cmd_table
         return cmd_table(args)
     if args.command == "validate":
-        from .validate import cmd_validate
+        from .validation import cmd_validate
         return cmd_validate(args)
     return 0
 
