@@ -86,6 +86,11 @@ def plot_curves(curves: pd.DataFrame, path: Path, title: str, floor_model: str =
     for (proto, metric), row in zip(series, axes):
         for tap, ax in zip(taps, row):
             g = curves[(curves["protocol"] == proto) & (curves["metric"] == metric) & (curves["tap"] == tap)]
+            ax.set_title(f"{proto} {metric}, {tap}", fontsize=10)
+            if g.empty:
+                ax.text(0.5, 0.5, "no records", ha="center", va="center", color="gray", transform=ax.transAxes)
+                ax.axis("off")
+                continue
             floor = g[g["model"] == floor_model]
             if len(floor):
                 f = floor.iloc[-1]
@@ -101,7 +106,6 @@ def plot_curves(curves: pd.DataFrame, path: Path, title: str, floor_model: str =
                 if band.any():
                     ax.fill_between(c["epoch"][band], (c["mean"] - c["std"])[band], (c["mean"] + c["std"])[band],
                                     color=colors[m], alpha=0.2, linewidth=0)
-            ax.set_title(f"{proto} {metric}, {tap}", fontsize=10)
             ax.set_xlabel("encoder training epoch", fontsize=8)
             ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=11)
