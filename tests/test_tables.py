@@ -493,6 +493,8 @@ def test_table_x_holds_the_extra_protocols_only(results):
                          "accuracy (%), CIFAR-10 (JPEG copy)")
     assert "paper" not in md.split("Notes:")[0].split("\n", 1)[1] and _md_row(md, "AE")[6] == "45.00†"
     assert "Wu et al., CVPR 2018" in md and "Rank agreement" not in md and "camera-ready" not in md
+    check_snapshot(f"tableX_{DS}.md", md)
+    check_snapshot(f"tableX_{DS}.tex", tables.render_latex(tx, tables.TABLEX, tables.footnotes(tx, recs, tables.TABLEX)))
     t1 = tables.build_table(recs, tables.TABLE1, DS)
     assert not t1["protocol"].isin(["knn", "linear"]).any()
 
