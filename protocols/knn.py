@@ -66,7 +66,7 @@ REPORT = Reporting(
     curve=True)
 
 
-@register_protocol("knn", KNNConfig, taps="all", display="Weighted kNN", report=REPORT)
+@register_protocol("knn", KNNConfig, taps="all", display="Weighted kNN", every_epoch=True, report=REPORT)
 def knn_protocol(inp: ProtocolInput, cfg: KNNConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Weighted kNN of ``inp.test`` features among ``inp.train`` features; accuracy in % per k."""
     if not cfg.k or min(cfg.k) < 1 or cfg.temperature <= 0 or cfg.chunk_size < 1:

@@ -13,6 +13,9 @@ ICML 2020, Appendix B.6, which also fits it with L-BFGS on frozen features), don
 - lambda chosen by accuracy on a validation split carved from the training split (``val_fraction``,
   seeded by the protocol seed; ties go to the larger lambda); with ``refit`` the chosen lambda is
   refitted on the whole training split, warm-started, and evaluated on the test split;
+- tolerance 1e-4 on max |gradient| of the mean loss (scikit-learn's LogisticRegression default): on
+  cifar10-jpeg random-init features float32 gradients stall near 3e-5 - 8e-5, so 1e-5 is reached
+  only by the no-progress rule, at twice the iterations and the same test accuracy (+-0.05);
 - ``converged``: for the reported fit, L-BFGS stopped by its own tolerances (max |gradient| <=
   ``tolerance``, or no progress at float32 precision) before ``max_iter`` iterations (or 4 x
   ``max_iter`` function evaluations).
@@ -37,7 +40,7 @@ class LinearConfig:
     weight_decays: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
     val_fraction: float = 0.1
     max_iter: int = 200           # L-BFGS iterations per fit (cap)
-    tolerance: float = 1e-5       # max |gradient| at which L-BFGS stops
+    tolerance: float = 1e-4       # max |gradient| at which L-BFGS stops (scikit-learn's LogisticRegression tol)
     history_size: int = 20
     refit: bool = True
 

@@ -54,7 +54,8 @@ REPORT = Reporting(
     curve=True)
 
 
-@register_protocol("mlp", MLPConfig, taps="all", display="Non-linear classifier", report=REPORT)
+@register_protocol("mlp", MLPConfig, taps="all", display="Non-linear classifier", every_epoch=True,
+                   report=REPORT)
 def mlp_probe(inp: ProtocolInput, cfg: MLPConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Train the probe on ``inp.train`` features, return test accuracy in % (Table 1)."""
     dev = torch.device(device)

@@ -7,6 +7,7 @@ already written stay.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -17,9 +18,19 @@ from .features import EncoderContractError
 from .plugins import PluginError, load_plugin
 from .presets import PRESETS
 from .registry import MODELS, PROTOCOLS, RegistryError
+from .records import RecordError
 from .storage import CheckpointError
 
-USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError)
+USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError,
+               RecordError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a cluster scheduler sends): handled like Ctrl-C, exit status 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -59,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. train.epochs=2 or mlp.epochs=5")
     r.add_argument("--quiet", action="store_true", help="no progress bars or info lines")
     r.add_argument("--no-table", action="store_true", help="do not print the tables at the end")
+    r.add_argument("--force", action="store_true",
+                   help="recompute every requested record, retraining and re-extracting the encoders")
+    r.add_argument("--rerun", action="append", default=[], metavar="MODEL[/PROTOCOL]",
+                   help="recompute MODEL (retrain, re-extract, re-evaluate) or only its PROTOCOL records")
+    r.add_argument("--train-only", action="store_true",
+                   help="train the encoders (keeping every evaluation epoch) and evaluate nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print what would be trained, extracted and evaluated (and what is present); compute nothing")
 
     sub.add_parser("list", help="show models, protocols, datasets and presets")
 
@@ -109,50 +128,66 @@ def cmd_run(args) -> int:
         PROTOCOLS.get(q)
     opts = RunOptions(models=models, protocols=protocols, preset=preset,
                       overrides=parse_overrides(args.set), seeds=args.seeds, device=args.device,
-                      workdir=args.workdir, results=args.results, quiet=args.quiet)
+                      workdir=args.workdir, results=args.results, quiet=args.quiet, force=args.force,
+                      rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run,
+                      train_only=args.train_only)
     from .runner import resolve_configs
-    resolve_configs(opts)  # bad keys fail before the dataset is even loaded
+    resolve_configs(opts)  # bad keys, values, seeds and devices fail before the dataset is even loaded
     ds = load_dataset(args.dataset or preset.dataset, args.data_root, args.download)
     summary = run(opts, ds)
+    if args.dry_run or args.train_only:
+        return 1 if summary.failures else 0
     if not args.no_table:
         from .summary import print_summary
         print_summary(args.results, ds.name, models)
     print(f"{len(summary.written)} records written, {summary.skipped} already present, "
           f"{len(summary.failures)} failures", file=sys.stderr)
-    for f in summary.failures:
-        print(f"  failed: {f}", file=sys.stderr)
     return 1 if summary.failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        load_builtins()
-        for path in args.plugin:
-            load_plugin(path)
-        for item in args.pretrained:
-            from .nets import SharedEncoder
-            from .zoo import register_encoder
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
-            register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained")
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "table":
-            from .tables import cmd_table
-            return cmd_table(args)
-        if args.command == "validate":
-            from .validate import cmd_validate
-            return cmd_validate(args)
+        return _dispatch(args)
     except USER_ERRORS as e:
         print(f"repeval: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # unwritable or full folders, unreadable files
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"repeval: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("repeval: terminated (SIGTERM); finished records are kept, rerun to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("repeval: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args) -> int:
+    load_builtins()
+    for path in args.plugin:
+        load_plugin(path)
+    for item in args.pretrained:
+        from .nets import SharedEncoder
+        from .zoo import register_encoder
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
+        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained")
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "table":
+        from .tables import cmd_table
+        return cmd_table(args)
+    if args.command == "validate":
+        from .validation import cmd_validate
+        return cmd_validate(args)
     return 0
 
 

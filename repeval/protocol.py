@@ -77,8 +77,11 @@ class Reporting:
 class ProtocolSpec:
     """``taps``: "all" (one record per tap, e.g. probes) or "code" (the representation tap y only).
 
-    ``seeds`` is the default number of seeds (Table 4's SVM uses five). ``report`` says where and how
-    its numbers appear in ``repeval table`` (no report: only in the timing table).
+    ``seeds`` is the default number of seeds (Table 4's SVM uses five). ``version`` is bumped
+    whenever the protocol's code changes what it computes: it is part of every record's identity.
+    ``every_epoch``: run at every evaluation epoch of a learning curve (cheap probes), not only at
+    the last one. ``report`` says where and how its numbers appear in ``repeval table`` (no report:
+    only in the timing table).
     """
 
     name: str
@@ -88,11 +91,14 @@ class ProtocolSpec:
     seeds: int = 1
     needs_images: bool = False
     display: str = ""
+    version: int = 1
+    every_epoch: bool = False
     report: Reporting = Reporting()
 
 
 def register_protocol(name: str, config_cls: type, *, taps: str = "all", seeds: int = 1,
-                      needs_images: bool = False, display: str = "", report: Reporting | None = None):
+                      needs_images: bool = False, display: str = "", version: int = 1,
+                      every_epoch: bool = False, report: Reporting | None = None):
     """Decorator: ``@register_protocol("svm", SVMConfig, seeds=5)`` on ``fn(inp, cfg, *, seed, device)``."""
     if taps not in ("all", "code"):
         raise ValueError(f"taps must be 'all' or 'code', got {taps!r}")
@@ -105,7 +111,8 @@ def register_protocol(name: str, config_cls: type, *, taps: str = "all", seeds: 
                          f"got {keys}")
 
     def deco(fn):
-        PROTOCOLS.register(name, ProtocolSpec(name, fn, config_cls, taps, seeds, needs_images, display or name, rep))
+        PROTOCOLS.register(name, ProtocolSpec(name, fn, config_cls, taps, seeds, needs_images, display or name,
+                                              version, every_epoch, rep))
         return fn
     return deco
 

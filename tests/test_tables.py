@@ -19,7 +19,7 @@ import torch
 
 from repeval import paper, tables
 from repeval.cli import main
-from repeval.runner import record_path
+from repeval.records import ResultsLayout
 from repeval.storage import atomic_write_json
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -35,6 +35,10 @@ PROV = {"versions": {"python": "3.11.7", "repeval": "0.1.0", "torch": "2.14.1"},
 NOTES = {DS: "cifar10-jpeg: a JPEG-derived copy of CIFAR-10 (quality 75), not the original pixels",
          "cifar100": "torchvision CIFAR100 files", "digits": "sklearn digits"}
 UNTRAINED = {"random", "myenc"}
+
+
+def record_path(results: Path, dataset: str, model: str, protocol: str, tap: str, seed: int, epoch: int = 4) -> Path:
+    return ResultsLayout(results, dataset).record(model, protocol, tap, seed, epoch)
 
 # (model, display) -> protocol -> tap -> list of metric values (one per seed; None = a failed seed)
 FIXTURE = {
@@ -367,9 +371,9 @@ def test_floor_is_the_random_init_cell_of_the_same_column(results):
 # ---------------------------------------------------------------------------------------------- reporting
 # declared by the protocols: flags, epochs, Table X, learning curves, a protocol added in a test
 
-def _write(results: Path, rec: dict, name: str | None = None) -> None:
-    path = record_path(results, rec["dataset"], rec["model"], rec["protocol"], rec["tap"], rec["seed"])
-    atomic_write_json(path.with_name(name) if name else path, rec)
+def _write(results: Path, rec: dict) -> None:
+    atomic_write_json(record_path(results, rec["dataset"], rec["model"], rec["protocol"], rec["tap"], rec["seed"],
+                                  rec.get("epoch", 4)), rec)
 
 
 def test_flags_mark_unconverged_and_degenerate_cells(results):
@@ -411,16 +415,15 @@ def _write_curve(results: Path) -> None:
             for seed in (0, 1):
                 for tap in ("conv", "y"):
                     rec = _epoch_record(model, display, tap, seed, base + slope * epoch + seed, epoch)
-                    _write(results, rec, f"{tap}-seed{seed}-epoch{epoch}.json")
+                    _write(results, rec)
             if epoch > 1:
                 rec = _epoch_record(model, display, "y", 0, None, epoch, "knn")
                 rec["success"], rec["metrics"] = True, {"accuracy_k20": base + epoch, "accuracy_k200": base + epoch - 1}
-                _write(results, rec, f"y-seed0-epoch{epoch}.json")
+                _write(results, rec)
         svm = _epoch_record(model, display, "conv", 0, 50.0 + epoch, 6, "svm")
-        _write(results, svm, "conv-seed0-epoch6.json")
+        _write(results, svm)
     for seed in (0, 1):
-        _write(results, _epoch_record("random", "Random init", "conv", seed, 50.0 + seed, 0),
-               f"conv-seed{seed}-epoch0.json")
+        _write(results, _epoch_record("random", "Random init", "conv", seed, 50.0 + seed, 0))
 
 
 def test_tables_at_a_chosen_epoch_default_last(tmp_path, capsys):
@@ -531,7 +534,7 @@ def test_a_protocol_declared_in_a_test_gets_its_column_footnote_and_timing(tmp_p
         footnote="1-NN = nearest-neighbour test accuracy (%) (protocol `nn1`)"))(nn1)
     res = tmp_path / "results"
     try:
-        assert main(["run", "--models", "random", "--protocols", "nn1", "--quiet", "--no-table",
+        assert main(["run", "--models", "random", "--protocols", "nn1", "--quiet", "--no-table", "--set", "nn1.p=2",
                      "--workdir", str(tmp_path / "w"), "--results", str(res)]) == 0
         assert main(["table", "--results", str(res), "--no-plots"]) == 0
     finally:
