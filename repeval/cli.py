@@ -7,7 +7,9 @@ already written stay.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import load_builtins
@@ -19,10 +21,19 @@ from .launch.options import add_run_options, add_status_command
 from .plugins import PluginError, load_plugin
 from .presets import PRESETS
 from .registry import MODELS, PROTOCOLS, RegistryError
+from .records import RecordError
 from .storage import CheckpointError
 
 USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError,
-               LaunchError)
+               RecordError, LaunchError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a cluster scheduler sends): handled like Ctrl-C, exit status 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -62,17 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. train.epochs=2 or mlp.epochs=5")
     r.add_argument("--quiet", action="store_true", help="no progress bars or info lines")
     r.add_argument("--no-table", action="store_true", help="do not print the tables at the end")
+    r.add_argument("--force", action="store_true",
+                   help="recompute every requested record, retraining and re-extracting the encoders")
+    r.add_argument("--rerun", action="append", default=[], metavar="MODEL[/PROTOCOL]",
+                   help="recompute MODEL (retrain, re-extract, re-evaluate) or only its PROTOCOL records")
+    r.add_argument("--train-only", action="store_true",
+                   help="train the encoders (keeping every evaluation epoch) and evaluate nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print what would be trained, extracted and evaluated (and what is present); compute nothing")
     add_run_options(r)
 
     sub.add_parser("list", help="show models, protocols, datasets and presets")
     add_status_command(sub)
 
-    t = sub.add_parser("table", help="regenerate Tables 1 and 4 from stored records")
+    t = sub.add_parser("table", help="regenerate Tables 1, 4 and X and the learning curves from stored records")
     t.add_argument("--dataset", action="append", help="dataset label(s) under results/ (default: all)")
     t.add_argument("--results", default="results", type=Path)
     t.add_argument("--format", default="md,tex,csv", help="comma list of md, tex, csv")
     t.add_argument("--out", type=Path, help="output folder (default: results/<dataset>/)")
     t.add_argument("--no-plots", action="store_true")
+    t.add_argument("--epoch", type=int, help="encoder training epoch of the tables (default: each model's last)")
 
     v = sub.add_parser("validate", help="check the MI/NDM/SSIM estimators against closed forms")
     v.add_argument("--quick", action="store_true")
@@ -113,56 +133,78 @@ def cmd_run(args) -> int:
         PROTOCOLS.get(q)
     opts = RunOptions(models=models, protocols=protocols, preset=preset,
                       overrides=parse_overrides(args.set), seeds=args.seeds, device=args.device,
-                      workdir=args.workdir, results=args.results, quiet=args.quiet)
+                      workdir=args.workdir, results=args.results, quiet=args.quiet, force=args.force,
+                      rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run,
+                      train_only=args.train_only)
     from .runner import resolve_configs
-    resolve_configs(opts)  # bad keys fail before the dataset is even loaded
+    resolve_configs(opts)  # bad keys, values, seeds and devices fail before the dataset is even loaded
     if args.executor != "inline" or args.jobs is not None or args.devices is not None:
         from .launch import launch
         return launch(args, opts)  # one shard per model, each `repeval run` in its own job
     ds = load_dataset(args.dataset or preset.dataset, args.data_root, args.download)
     summary = run(opts, ds)
+    if args.dry_run or args.train_only:
+        return 1 if summary.failures else 0
     if not args.no_table:
         from .summary import print_summary
         print_summary(args.results, ds.name, models)
     print(f"{len(summary.written)} records written, {summary.skipped} already present, "
           f"{len(summary.failures)} failures", file=sys.stderr)
-    for f in summary.failures:
-        print(f"  failed: {f}", file=sys.stderr)
     return 1 if summary.failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A handler someone else installed stays: in a submitit job (--executor slurm) SIGTERM is left
+    # to submitit, whose USR2 hook checkpoints and requeues the shard. Signals: main thread only.
+    previous = signal.getsignal(signal.SIGTERM)
+    ours = previous == signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+    if ours:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        load_builtins()
-        for path in args.plugin:
-            load_plugin(path)
-        for item in args.pretrained:
-            from .nets import SharedEncoder
-            from .zoo import register_encoder
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
-            register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained")
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "status":
-            from .launch.status import cmd_status
-            return cmd_status(args)
-        if args.command == "table":
-            from .tables import cmd_table
-            return cmd_table(args)
-        if args.command == "validate":
-            from .validate import cmd_validate
-            return cmd_validate(args)
+        return _dispatch(args)
     except USER_ERRORS as e:
         print(f"repeval: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # unwritable or full folders, unreadable files
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"repeval: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("repeval: terminated (SIGTERM); finished records are kept, rerun to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("repeval: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
         return 130
+    finally:
+        if ours:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args) -> int:
+    load_builtins()
+    for path in args.plugin:
+        load_plugin(path)
+    for item in args.pretrained:
+        from .nets import SharedEncoder
+        from .zoo import register_encoder
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
+        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained")
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "status":
+        from .launch.status import cmd_status
+        return cmd_status(args)
+    if args.command == "table":
+        from .tables import cmd_table
+        return cmd_table(args)
+    if args.command == "validate":
+        from .validation import cmd_validate
+        return cmd_validate(args)
     return 0
 
 

@@ -27,6 +27,7 @@ from repeval.launch.options import LAUNCH_DESTS
 from repeval.launch.shard import Shard
 from repeval.locks import lock_holder, model_lock, model_lock_path
 from repeval.registry import MODELS
+from repeval.storage import load_sealed
 
 needs_submitit = pytest.mark.skipif(importlib.util.find_spec("submitit") is None,
                                     reason="submitit not installed (pip install -e '.[slurm]')")
@@ -233,7 +234,7 @@ def test_local_jobs_2_equal_inline_after_a_killed_job_is_rerun(grid, tmp_path, s
     err = capsys.readouterr().err
     assert codes == [1], err
     assert "[slowfam] failed: stopped without finishing" in err and "2 shards: 1 done, 1 failed" in err
-    assert torch.load(ckpt, weights_only=True)["epoch"] < EPOCHS
+    assert load_sealed(ckpt)["epoch"] < EPOCHS
     m = json.loads(next(launch_root(root / "w").glob("*/manifest.json")).read_text())
     assert [s["model"] for s in m["shards"]] == ["random", "slowfam"] and all(s["job_id"] for s in m["shards"])
     assert all(Path(s["stderr"]).parent.parent == root / "w" / "submitit" for s in m["shards"])

@@ -53,6 +53,8 @@ def check_options(args) -> list[str]:
             if value is not None:
                 raise LaunchError(f"{name} needs --executor local or --executor slurm")
         return [args.device]
+    if getattr(args, "dry_run", False):
+        raise LaunchError("--dry-run shows the plan in this process: drop --executor")
     if args.jobs is not None and args.jobs < 1:
         raise LaunchError(f"--jobs must be >= 1, got {args.jobs}")
     if args.executor == "slurm" and args.devices:

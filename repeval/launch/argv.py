@@ -3,7 +3,8 @@
 Every option of ``repeval`` and ``repeval run`` is passed on as the user gave it (so options added to
 the CLI later reach the shards without changes here), except the launcher's own
 (:data:`repeval.launch.options.LAUNCH_DESTS`), ``--models`` (one model per shard), ``--device``
-(the worker's) and the table, which the launcher prints once at the end.
+(the worker's), the table, which the launcher prints once at the end, and ``--rerun`` items of other
+models.
 """
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def run_subparser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def shard_argv(parser: argparse.ArgumentParser, args: argparse.Namespace, model: str, device: str) -> list[str]:
     """``repeval [global options] run --models MODEL --device DEVICE --no-table [run options]``."""
+    args = argparse.Namespace(**vars(args))
+    if getattr(args, "rerun", None):   # --rerun MODEL[/PROTOCOL]: only this shard's items
+        items = [x.strip() for v in args.rerun for x in v.split(",") if x.strip()]
+        args.rerun = [x for x in items if x.partition("/")[0] == model]
     top = _emit(parser, args, set())
     rest = _emit(run_subparser(parser), args, set(LAUNCH_DESTS) | {"models", "device", "no_table"})
     return top + ["run", "--models", model, "--device", device, "--no-table"] + rest

@@ -13,6 +13,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ..locks import lock_holder
+from ..records import ResultsLayout
 from .layout import launch_root, read_manifest, read_outcome
 from .shard import logs_tail
 
@@ -37,7 +38,8 @@ def shard_state(folder: Path, shard: dict) -> tuple[str, str]:
 
 
 def _records(results: Path, dataset: str, model: str) -> int:
-    return sum(1 for _ in (Path(results) / dataset / "records" / model).rglob("*.json"))
+    layout = ResultsLayout(results, dataset)
+    return sum(1 for p in layout.record_files() if p.relative_to(layout.records_dir).parts[0] == model)
 
 
 def _latest(workdir: Path, wanted: str | None) -> tuple[Path, dict] | None:
