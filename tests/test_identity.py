@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import repeval.storage as storage
+from repeval import tables
 from repeval.cli import main
 from repeval.nets import SharedEncoder
 from repeval.registry import MODELS, PROTOCOLS
@@ -207,6 +208,8 @@ def test_invalid_records_are_reported_and_recomputed(tmp_path, tiny_run, capsys,
         rec["metrics"]["accuracy"] = 129.44
         content = json.dumps(rec)
     path.write_text(content)
+    recs, problems = tables.load_records(tmp_path / "results", "digits")      # the tables ignore it
+    assert len(recs) == 2 and len(problems) == 1 and str(path) in problems[0]
     capsys.readouterr()
     assert main(args) == 0
     err = capsys.readouterr().err
