@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
+from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol, zscore_stats
 from repeval.seeding import derive_seed, generator
 from repeval.train import fused_adam
 
@@ -59,6 +59,9 @@ class SVMConfig:
     multiclass: str = "crammer_singer"
     loss: str = "hinge"           # "hinge" (the paper's) or "squared_hinge" (L2-SVM, LinearSVC's default)
     refit: bool = True
+    tol: float = 1e-3             # converged: two consecutive cycle ends agree to this relative objective change
+    max_cycles: int = 4           # cosine cycles of `epochs` epochs at most (>= 2 to test convergence)
+    degenerate_norm: float = 0.5  # |W| (standardised space) below this: the W ~ 0 regime, flagged `degenerate`
 
     def __post_init__(self):
         if self.multiclass not in MULTICLASS:
@@ -69,27 +72,14 @@ class SVMConfig:
             raise ValueError(f"svm.c_grid must be a non-empty tuple of positive values, got {self.c_grid}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"svm.val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"svm.epochs and svm.batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.epochs < 1 or self.batch_size < 1 or self.max_cycles < 1:
+            raise ValueError(f"svm.epochs, svm.batch_size and svm.max_cycles must be >= 1, got {self.epochs}, "
+                             f"{self.batch_size}, {self.max_cycles}")
+        if self.tol <= 0:
+            raise ValueError(f"svm.tol must be > 0, got {self.tol}")
 
 
 # ----------------------------------------------------------------------------- pure math
-
-def standardize_stats(x: torch.Tensor, eps: float = 1e-6, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-column mean and std of ``x`` (float64 accumulation, in chunks); constant columns get std 1."""
-    s = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    s2 = torch.zeros_like(s)
-    for i in range(0, x.shape[0], chunk):
-        b = x[i:i + chunk].double()
-        s += b.sum(0)
-        s2 += (b * b).sum(0)
-    n = x.shape[0]
-    mu = s / n
-    var = (s2 / n - mu * mu).clamp_min(0) * n / max(1, n - 1)
-    sd = var.sqrt()
-    sd = torch.where(sd > eps, sd, torch.ones_like(sd))
-    return mu.float(), sd.float()
-
 
 def hinge_loss_grad(scores: torch.Tensor, onehot: torch.Tensor, multiclass: str,
                     squared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,23 +127,59 @@ def predict(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mean: torch.Tenso
     return torch.cat(out)
 
 
+@dataclass(frozen=True)
+class SVMFit:
+    """Solution of :func:`fit_linear_svm` for M values of C: W (M, K, D) and b (M, K) in the
+    standardised space, the primal objective (M,) at the end, its relative change (M,) between the
+    last two cycle ends (the first cycle's against the start, W = 0), ``converged`` (M,) =
+    change <= tol, and the Adam steps and cycles run."""
+
+    w: torch.Tensor
+    b: torch.Tensor
+    objective: torch.Tensor
+    rel_change: torch.Tensor
+    converged: torch.Tensor
+    steps: int
+    cycles: int
+
+
+@torch.no_grad()
+def primal_objective(xp: torch.Tensor, onehot: torch.Tensor, w: torch.Tensor, b: torch.Tensor, reg: torch.Tensor,
+                     multiclass: str, squared: bool, mean: torch.Tensor | None, std: torch.Tensor | None,
+                     chunk: int = 8192) -> torch.Tensor:
+    """mean_i hinge_i + |W_c|^2 / (2 c n) per model on all rows of ``xp`` (N, D); ``w`` (M*K, D), ``b``
+    (M*K,), ``reg`` (M*K, 1) = 1 / (c n) per score row. Returns (M,)."""
+    m = reg.shape[0] // onehot.shape[1]
+    we, be = raw_space(w, b, mean, std)
+    total = torch.zeros(m, dtype=torch.float64, device=xp.device)
+    for i in range(0, xp.shape[0], chunk):
+        scores = torch.addmm(be, xp[i:i + chunk], we.T).view(-1, m, onehot.shape[1])
+        total += hinge_loss_grad(scores, onehot[i:i + chunk], multiclass, squared)[0].double()
+    penalty = (0.5 * reg[:, 0] * (w * w).sum(1)).view(m, -1).sum(1).double()
+    return total / xp.shape[0] + penalty
+
+
 def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: tuple[float, ...] | list[float], *,
                    epochs: int, batch_size: int = 1024, lr: float = 1e-3, min_steps: int = 0,
                    multiclass: str = "crammer_singer", loss: str = "hinge", seed: int = 0,
                    rows: torch.Tensor | None = None,
-                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                   tol: float = 1e-3, max_cycles: int = 1) -> SVMFit:
     """Minimise mean_i hinge_i + |W_c|^2 / (2 c n) for every c in ``c_values`` at once
-    (hinge_i squared when ``loss="squared_hinge"``).
+    (hinge_i squared when ``loss="squared_hinge"``) until it has converged to ``tol``.
 
     ``x`` (N, D) raw features on the target device; ``rows`` selects the training rows (default
     all). The rows are gathered once in a seeded random order and cut into fixed contiguous
     minibatches whose order is reshuffled every epoch (no per-step copy). With ``mean``/``std``
     the problem is posed on standardised features, computed implicitly: scores use the folded
     weights of :func:`raw_space` and the weight gradient is (G^T X - (1^T G)^T mean^T) / std
-    (G^T X, never X^T G: PERF_NOTES.md). Minibatch Adam with a cosine learning-rate decay to 0 over
-    max(epochs * ceil(N / batch_size), min_steps) steps (whole epochs). Returns W (M, K, D) and
-    b (M, K) in the standardised space. Raises ProtocolFailure on non-finite values.
+    (G^T X, never X^T G: PERF_NOTES.md). Minibatch Adam from W = 0 in cycles: each cycle decays the
+    learning rate from ``lr`` to 0 along a cosine over max(epochs, ceil(min_steps / batches)) whole
+    epochs; after each cycle the full primal objective P is evaluated, and the solver stops when
+    |P_prev - P| / P_prev <= ``tol`` for every c, P_prev being the previous cycle's end (the start,
+    W = 0, for the first): one more cycle of the same optimiser, restarted at ``lr``, no longer
+    moves the objective (converged). Otherwise it stops after ``max_cycles`` cycles (not
+    converged). Raises ProtocolFailure on non-finite values.
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss '{loss}'; valid: {', '.join(LOSSES)}")
@@ -175,27 +201,34 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: t
     epochs = max(epochs, math.ceil(min_steps / len(starts)))
     total = epochs * len(starts)
     onehot = torch.nn.functional.one_hot(yp, k).to(dt)
-    step = 0
-    for epoch in range(epochs):
-        for j in torch.randperm(len(starts), generator=g).tolist():
-            s = starts[j]
-            xb = xp[s:s + bs]
-            we, be = raw_space(w, b, mean, std)
-            scores = torch.addmm(be, xb, we.T).view(-1, m, k)
-            batch_loss, gs = hinge_loss_grad(scores, onehot[s:s + bs], multiclass, squared)
-            gs = gs.reshape(-1, m * k).div_(xb.shape[0])
-            torch.mm(gs.T, xb, out=w.grad)                 # G^T X: (M*K, D)
-            torch.sum(gs, 0, out=b.grad)
-            if mean is not None:
-                w.grad.addr_(b.grad, mean, alpha=-1.0).div_(std)
-            w.grad.addcmul_(w, reg)
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-            opt.step()
-            step += 1
-        if not (torch.isfinite(w).all() and torch.isfinite(batch_loss).all()):
-            raise ProtocolFailure(f"svm solver diverged (non-finite weights or loss) at epoch {epoch + 1}")
-    return w.view(m, k, d), b.view(m, k)
+    objective = primal_objective(xp, onehot, w, b, reg, multiclass, squared, mean, std)   # at W = 0, b = 0
+    rel = torch.zeros_like(objective)
+    cycle = 0
+    for cycle in range(1, max_cycles + 1):
+        for epoch in range(epochs):
+            for step, j in enumerate(torch.randperm(len(starts), generator=g).tolist(), epoch * len(starts)):
+                s = starts[j]
+                xb = xp[s:s + bs]
+                we, be = raw_space(w, b, mean, std)
+                scores = torch.addmm(be, xb, we.T).view(-1, m, k)
+                batch_loss, gs = hinge_loss_grad(scores, onehot[s:s + bs], multiclass, squared)
+                gs = gs.reshape(-1, m * k).div_(xb.shape[0])
+                torch.mm(gs.T, xb, out=w.grad)                 # G^T X: (M*K, D)
+                torch.sum(gs, 0, out=b.grad)
+                if mean is not None:
+                    w.grad.addr_(b.grad, mean, alpha=-1.0).div_(std)
+                w.grad.addcmul_(w, reg)
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                opt.step()
+            if not (torch.isfinite(w).all() and torch.isfinite(batch_loss).all()):
+                raise ProtocolFailure(f"svm solver diverged (non-finite weights or loss) in cycle {cycle}, "
+                                      f"epoch {epoch + 1}")
+        prev, objective = objective, primal_objective(xp, onehot, w, b, reg, multiclass, squared, mean, std)
+        rel = (prev - objective).abs() / prev.clamp_min(1e-12)
+        if bool((rel <= tol).all()):
+            break
+    return SVMFit(w.view(m, k, d), b.view(m, k), objective, rel, rel <= tol, cycle * total, cycle)
 
 
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -207,27 +240,33 @@ def accuracy(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def svm_select_and_fit(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor,
                        n_classes: int, cfg: SVMConfig, *, seed: int) -> dict[str, float]:
-    """Choose C on a validation split carved from train, refit, report test accuracy (tensors on one device)."""
-    mean, std = standardize_stats(x_tr)
+    """Choose C on a validation split carved from train, refit, report test accuracy and the
+    solver's diagnostics (tensors on one device; see the module docstring)."""
+    mean, std = zscore_stats(x_tr)
     n = x_tr.shape[0]
     n_val = max(1, int(round(cfg.val_fraction * n)))
     perm = torch.randperm(n, generator=generator(derive_seed(seed, "svm-val"))).to(x_tr.device)
     val, fit = perm[:n_val], perm[n_val:]
     grid = tuple(sorted(cfg.c_grid))
     opts = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, min_steps=cfg.min_steps,
-                multiclass=cfg.multiclass, loss=cfg.loss,
-                mean=mean, std=std)
-    w, b = fit_linear_svm(x_tr, y_tr, n_classes, grid, rows=fit, seed=derive_seed(seed, "svm-select"), **opts)
-    val_acc = accuracy(predict(x_tr[val], w, b, mean, std), y_tr[val])
+                multiclass=cfg.multiclass, loss=cfg.loss, mean=mean, std=std, tol=cfg.tol,
+                max_cycles=cfg.max_cycles)
+    sel = fit_linear_svm(x_tr, y_tr, n_classes, grid, rows=fit, seed=derive_seed(seed, "svm-select"), **opts)
+    val_acc = accuracy(predict(x_tr[val], sel.w, sel.b, mean, std), y_tr[val])
     best = int(torch.argmax(val_acc))                      # first maximum = smallest C among ties
     if cfg.refit:
-        w, b = fit_linear_svm(x_tr, y_tr, n_classes, (grid[best],), seed=derive_seed(seed, "svm-refit"), **opts)
+        res, i = fit_linear_svm(x_tr, y_tr, n_classes, (grid[best],), seed=derive_seed(seed, "svm-refit"), **opts), 0
     else:
-        w, b = w[best:best + 1], b[best:best + 1]
+        res, i = sel, best
+    w, b = res.w[i:i + 1], res.b[i:i + 1]
     test_acc = float(accuracy(predict(x_te, w, b, mean, std), y_te)[0])
     train_acc = float(accuracy(predict(x_tr, w, b, mean, std), y_tr)[0])
+    norm = float(w.norm())
     out = {"accuracy": test_acc, "c": grid[best], "val_accuracy": float(val_acc[best]),
-           "train_accuracy": train_acc, "weight_norm": float(w.norm())}
+           "train_accuracy": train_acc, "weight_norm": norm, "degenerate": norm < cfg.degenerate_norm,
+           "converged": bool(res.converged[i]), "objective": float(res.objective[i]),
+           "objective_rel_change": float(res.rel_change[i]), "steps": res.steps, "cycles": res.cycles,
+           "select_converged": bool(sel.converged.all())}
     out.update({f"val_accuracy_c{c:g}": float(a) for c, a in zip(grid, val_acc)})
     return out
 
