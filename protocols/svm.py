@@ -9,25 +9,32 @@ test accuracy; C and feature scaling were never released. repeval's choices:
   max_k [1{k != y} + s_k] - s_y) or one-vs-rest (sum_k max(0, 1 - t_k s_k), t_k = +-1), linear
   scores s = W x + b, bias unregularised; ``loss="squared_hinge"`` squares each hinge term.
 - Primal objective per C: 1/2 |W|^2 + C sum_i hinge_i, minimised as
-  mean_i hinge_i + |W|^2 / (2 C n) with minibatch Adam (``batch_size``, ``lr``, cosine decay to
-  0 over ``epochs``, at least ``min_steps`` steps), W initialised at 0. All C of the grid are
-  trained together in one pass (the score matrix holds every C's weights); standardisation is
-  folded into the weights (no standardised copy of X), minibatches are fixed contiguous blocks of
-  a seeded permutation visited in a fresh order each epoch, and the weight gradient is computed
-  as G^T X (PERF_NOTES.md: never X^T G).
+  P = mean_i hinge_i + |W|^2 / (2 C n) with minibatch Adam (``batch_size``, ``lr``), W initialised
+  at 0, in cycles: each cycle decays the learning rate from ``lr`` to 0 along a cosine over
+  ``epochs`` epochs (at least ``min_steps`` steps), then P is evaluated on all training rows.
+  Convergence rule: the solver stops when P moved by at most ``tol`` (relative, default 1e-3)
+  over the last cycle (one more cycle of the same optimiser, restarted at ``lr``, no longer
+  changes the objective), else after ``max_cycles`` cycles, and says which (``converged``).
+  All C of the grid are trained together in one pass (the score matrix holds every C's
+  weights); standardisation is folded into the weights (no standardised copy of X), minibatches
+  are fixed contiguous blocks of a seeded permutation visited in a fresh order each epoch, and
+  the weight gradient is computed as G^T X (PERF_NOTES.md: never X^T G).
 - C grid ``c_grid`` (default 1e-4, 1e-3, 1e-2, 1e-1, 1): chosen by accuracy on a validation split
   (``val_fraction`` = 10% of the training split, seeded, ties go to the smaller C); with
   ``refit`` the chosen C is then retrained on the whole training split and evaluated on the test
   split.
 - Five seeds by default (``seeds=5``): the seed changes the validation split and the minibatch
   order. Reported: ``accuracy`` (test, %), ``c``, ``val_accuracy``, ``train_accuracy``,
-  ``weight_norm`` (|W| of the reported model, standardised space) and the validation accuracy
-  of every C.
+  ``weight_norm`` (|W| of the reported model, standardised space), ``degenerate`` (``weight_norm``
+  < ``degenerate_norm``: the W ~ 0 regime below), the solver's ``converged``, ``objective`` (P),
+  ``objective_rel_change`` (the tolerance reached), ``steps`` and ``cycles`` for the reported
+  model, ``select_converged`` (every C of the selection fit converged) and the validation
+  accuracy of every C.
 - Caveat: on features with little linear signal the multiclass *hinge* optimum is W = 0 for every
   C of a practical grid (measured on random-init y of cifar10-jpeg: scikit-learn's converged
   Crammer-Singer LinearSVC has |W| < 1e-8 at C = 1 and 10). The accuracy of such a solution is
-  an artefact of how far the solver is from 0 (Adam stops at |W| ~ 0.01-0.1); a small
-  ``weight_norm`` flags it. ``loss="squared_hinge"`` (the L2-SVM, LinearSVC's default) has no
+  an artefact of how far the solver is from 0 (Adam stops at |W| ~ 0.01-0.1); ``degenerate``
+  flags it. ``loss="squared_hinge"`` (the L2-SVM, LinearSVC's default) has no
   such degenerate optimum.
 
 The solver (:func:`fit_linear_svm`, :func:`hinge_loss_grad`, :func:`predict`) is pure math on
@@ -132,7 +139,8 @@ class SVMFit:
     """Solution of :func:`fit_linear_svm` for M values of C: W (M, K, D) and b (M, K) in the
     standardised space, the primal objective (M,) at the end, its relative change (M,) between the
     last two cycle ends (the first cycle's against the start, W = 0), ``converged`` (M,) =
-    change <= tol, and the Adam steps and cycles run."""
+    change <= tol, the Adam steps and cycles run, and the objective at the start and after each
+    cycle (cycles + 1, M)."""
 
     w: torch.Tensor
     b: torch.Tensor
@@ -141,6 +149,7 @@ class SVMFit:
     converged: torch.Tensor
     steps: int
     cycles: int
+    history: torch.Tensor
 
 
 @torch.no_grad()
@@ -203,6 +212,7 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: t
     onehot = torch.nn.functional.one_hot(yp, k).to(dt)
     objective = primal_objective(xp, onehot, w, b, reg, multiclass, squared, mean, std)   # at W = 0, b = 0
     rel = torch.zeros_like(objective)
+    history = [objective]
     cycle = 0
     for cycle in range(1, max_cycles + 1):
         for epoch in range(epochs):
@@ -225,10 +235,12 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: t
                 raise ProtocolFailure(f"svm solver diverged (non-finite weights or loss) in cycle {cycle}, "
                                       f"epoch {epoch + 1}")
         prev, objective = objective, primal_objective(xp, onehot, w, b, reg, multiclass, squared, mean, std)
+        history.append(objective)
         rel = (prev - objective).abs() / prev.clamp_min(1e-12)
         if bool((rel <= tol).all()):
             break
-    return SVMFit(w.view(m, k, d), b.view(m, k), objective, rel, rel <= tol, cycle * total, cycle)
+    return SVMFit(w.view(m, k, d), b.view(m, k), objective, rel, rel <= tol, cycle * total, cycle,
+                  torch.stack(history))
 
 
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

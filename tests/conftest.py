@@ -13,7 +13,8 @@ def tiny_run(tmp_path):
     def args(*extra, models="ae", protocols="mlp"):
         return ["run", "--models", models, "--protocols", protocols, "--quiet", "--no-table",
                 "--workdir", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
-                "--set", "train.epochs=1", "--set", "train.max_train=256", "--set", "mlp.epochs=2", *extra]
+                "--seeds", "1", "--set", "train.epochs=1", "--set", "train.max_train=256", "--set", "mlp.epochs=2",
+                *extra]
     return args
 
 
