@@ -57,18 +57,18 @@ LOSSES = ("hinge", "squared_hinge")
 
 @dataclass(frozen=True)
 class SVMConfig:
-    epochs: int = 30
+    epochs: int = 10              # epochs per cosine cycle
     c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     val_fraction: float = 0.1
     batch_size: int = 1024
     lr: float = 1e-3
-    min_steps: int = 500          # at least this many Adam steps (small training sets get more epochs)
+    min_steps: int = 500          # at least this many Adam steps per cycle (small training sets get more epochs)
     multiclass: str = "crammer_singer"
     loss: str = "hinge"           # "hinge" (the paper's) or "squared_hinge" (L2-SVM, LinearSVC's default)
     refit: bool = True
     tol: float = 1e-3             # converged: two consecutive cycle ends agree to this relative objective change
-    max_cycles: int = 4           # cosine cycles of `epochs` epochs at most (>= 2 to test convergence)
-    degenerate_norm: float = 0.5  # |W| (standardised space) below this: the W ~ 0 regime, flagged `degenerate`
+    max_cycles: int = 5           # cosine cycles of `epochs` epochs at most
+    degenerate_norm: float = 0.1  # |W| (standardised space) below this: the W ~ 0 regime, flagged `degenerate`
 
     def __post_init__(self):
         if self.multiclass not in MULTICLASS:
