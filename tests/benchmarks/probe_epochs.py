@@ -9,7 +9,7 @@ For each tap and each budget in ``--epochs`` the probe (protocol ``mlp`` with th
 config, ``epochs`` replaced by the budget) is trained from scratch with ``--seeds`` seeds; a budget
 is a whole schedule (the cosine decay spans it), so accuracy after E epochs of an E-epoch run is
 what a preset with ``mlp.epochs=E`` records. Printed per (tap, budget): final test accuracy (mean
-+- std over seeds), the convergence diagnostic (``accuracy_gain_last``, ``converged``), train
++- std over seeds), the convergence diagnostic (``accuracy_gain_half``, ``converged``), train
 accuracy, and seconds per epoch (training plus the test evaluations the rule needs; wall and
 process CPU seconds, the latter summed over threads, which a loaded machine inflates less); then the
 within-run test-accuracy curve of the largest budget. Features: the random-init shared encoder
@@ -84,10 +84,10 @@ def main() -> int:
                 if len(fit.test_curve) == e + 1:
                     curve = fit.test_curve
             acc = np.array([m["accuracy"] for m in ms])
-            rows.append((tap, e, acc.mean(), acc.std(), np.mean([m["accuracy_gain_last"] for m in ms]),
+            rows.append((tap, e, acc.mean(), acc.std(), np.mean([m["accuracy_gain_half"] for m in ms]),
                          sum(bool(m["converged"]) for m in ms), np.mean([m["train_accuracy"] for m in ms]),
                          np.mean(secs), np.mean(cpus)))
-            print(f"{tap:>4} {e:>3} epochs: test {acc.mean():.2f} +- {acc.std():.2f} %  gain_last "
+            print(f"{tap:>4} {e:>3} epochs: test {acc.mean():.2f} +- {acc.std():.2f} %  gain_half "
                   f"{rows[-1][4]:+.2f}  converged {rows[-1][5]}/{args.seeds}  train {rows[-1][6]:.1f} %  "
                   f"{rows[-1][7]:.2f} s/epoch wall, {rows[-1][8]:.2f} CPU s/epoch", flush=True)
         if curve:
@@ -95,7 +95,7 @@ def main() -> int:
                   + " ".join(f"{k}:{v:.1f}" for k, v in sorted(curve.items())), flush=True)
     print(f"\n# load after: {os.getloadavg()}")
     print(f"# config: {base} (epochs replaced by the budget)")
-    print("| tap | probe epochs | test accuracy % | gain over last window | converged | train accuracy % "
+    print("| tap | probe epochs | test accuracy % | gain over 2nd half | converged | train accuracy % "
           "| wall s/epoch | CPU s/epoch |\n|---|---|---|---|---|---|---|---|")
     for tap, e, m, sd, g, c, tr, sec, cpu in rows:
         print(f"| {tap} | {e} | {m:.2f} +- {sd:.2f} | {g:+.2f} | {c}/{args.seeds} | {tr:.1f} | {sec:.2f} | {cpu:.2f} |")
