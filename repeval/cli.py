@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--protocols", nargs="+", help="protocol names (default: all)")
     r.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz:DIR (default: the preset's)")
     r.add_argument("--preset", default="quick", help="budget preset (default: quick)")
-    r.add_argument("--seeds", type=int, help="seeds per protocol (default: each protocol's, svm 5)")
+    r.add_argument("--seeds", type=int, help="seeds per protocol (default: each protocol's: mlp 3, svm 5, others 1)")
     r.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     r.add_argument("--workdir", default=".repeval", type=Path, help="checkpoints and feature cache")
     r.add_argument("--results", default="results", type=Path, help="where result records go")

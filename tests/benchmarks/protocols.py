@@ -121,14 +121,19 @@ def main() -> int:
             seeds = args.svm_seeds if tap == "conv" else 1
             inp = make_input(ftr, fte, ytr, yte, tap)
             t = time.time()
-            accs, cs = [], []
+            accs, cs, norms, cycles, conv, degen = [], [], [], [], 0, 0
             for s in range(seeds):
                 r = spec.fn(inp, cfg, seed=s, device="cpu")
                 accs.append(r["accuracy"])
                 cs.append(r["c"])
+                norms.append(r["weight_norm"])
+                cycles.append(r["cycles"])
+                conv += bool(r["converged"])
+                degen += bool(r["degenerate"])
             dt = time.time() - t
             print(f"svm {tap:>4}: {seeds} seed(s) in {dt:.1f} s ({dt / seeds:.1f} s/seed); accuracy "
-                  f"{np.mean(accs):.2f} +- {np.std(accs):.2f} %, chosen C {cs}")
+                  f"{np.mean(accs):.2f} +- {np.std(accs):.2f} %, chosen C {cs}; converged {conv}/{seeds}, "
+                  f"degenerate {degen}/{seeds}, |W| {np.mean(norms):.3g}, cycles {cycles}")
             rows.append(("svm", tap, dt, f"{seeds} seeds, whole protocol"))
             if tap in args.sklearn_taps.split(","):
                 ref = run_sklearn(ftr[tap], ytr, fte[tap], yte, args)
@@ -224,8 +229,8 @@ def run_sklearn(xtr, ytr, xte, yte, args) -> list[tuple[float, float, float, boo
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
-    from repeval.protocols.svm import standardize_stats
-    mu, sd = standardize_stats(xtr)
+    from repeval.protocol import zscore_stats
+    mu, sd = zscore_stats(xtr)
     n = args.sklearn_subset or xtr.shape[0]
     idx = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(0))[:n]
     a = ((xtr[idx] - mu) / sd).numpy()
