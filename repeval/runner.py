@@ -16,6 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -44,6 +45,7 @@ class RunOptions:
     workdir: Path = Path(".repeval")
     results: Path = Path("results")
     quiet: bool = False
+    on_epoch: Callable | None = None                # (model, epoch, mean losses) after training, e.g. TensorBoardLog
 
 
 @dataclass
@@ -143,9 +145,11 @@ def _run_model(name: str, opts: RunOptions, ds: Dataset, train_cfg: TrainConfig,
                         log(f"[{name}] epoch {epoch + 1}/{train_cfg.epochs} "
                             + " ".join(f"{k}={v:.4g}" for k, v in losses.items())
                             + f" ({time.time() - t0:.0f} s)", opts.quiet)
-            train(family, x_dev, y_dev, ckpt, name=name, progress=on_step)
+            history = train(family, x_dev, y_dev, ckpt, name=name, progress=on_step)
             bar.n = train_cfg.epochs
         del x_dev, y_dev
+        for epoch, losses in enumerate(history if opts.on_epoch else [], 1):
+            opts.on_epoch(name, epoch, losses)
     train_s = time.time() - t0
     encoder = family.encoder.eval()
     enc_hash = state_dict_hash(encoder.state_dict())

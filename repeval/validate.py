@@ -20,13 +20,13 @@ finished run from its stored rows, without re-running any estimator.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from .config import config_hash
+from .progress import log as progress_log
 from .provenance import provenance
 from .storage import atomic_write_json, atomic_write_text, read_json
 from .validate_checks import run_check
@@ -57,7 +57,8 @@ def run_validation(cfg: ValidateConfig, out: Path, *, device: str = "cpu", mode:
     """Run ``cfg.checks`` in order, write every file under ``out``, return the summary dict."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    def log(s: str) -> None:
+        progress_log(s, quiet)
     t0 = time.perf_counter()
     checks: dict[str, dict] = {}
     for name in cfg.checks:

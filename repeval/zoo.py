@@ -5,7 +5,9 @@ Three ways in, all ending in the same :data:`repeval.registry.MODELS` entry:
 * a family class in ``models/`` decorated with ``@register_model("name", display="Name")``;
 * ``register_encoder("name", factory)`` in any file passed with ``--plugin path.py``;
 * a checkpoint (a state dict) with ``register_encoder(..., checkpoint="enc.pt")`` or the CLI's
-  ``--pretrained name=enc.pt`` (shared encoder architecture).
+  ``--pretrained name=enc.pt`` (shared encoder architecture);
+* a torchvision or timm model with ``register_backbone("r18", "torchvision:resnet18", weights=...)``
+  or the CLI's ``--backbone r18=torchvision:resnet18:r18.pt`` (:mod:`repeval.backbones`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ class ModelSpec:
     name: str
     display: str
     build: Callable[[TrainConfig, int, int], Family]   # (cfg, n_classes, in_channels) -> Family
-    source: str = "repeval"                            # "repeval", "plugin", "pretrained"
+    source: str = "repeval"                            # "repeval", "plugin", "pretrained", "backbone"
 
 
 def register_model(name: str, display: str | None = None, **kwargs):
@@ -61,8 +63,15 @@ class FrozenEncoder(Family):
         if checkpoint is not None:
             load_encoder_weights(encoder, checkpoint)
 
+    def describe(self) -> dict:
+        """What this frozen encoder is, for its records: class and checkpoint, plus the encoder's own
+        ``describe()`` when it has one (a backbone: architecture, weights' hash, taps, input adaptation)."""
+        own = getattr(self.encoder, "describe", None)
+        return {"checkpoint": self.checkpoint, "class": type(self.encoder).__qualname__,
+                **(own() if callable(own) else {})}
+
     def hparams(self) -> dict:
-        return {"checkpoint": self.checkpoint, "class": type(self.encoder).__qualname__}
+        return self.describe()
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
@@ -94,3 +103,28 @@ def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint:
     spec = ModelSpec(name, shown, build, source)
     MODELS.register(name, spec)
     return spec
+
+
+def register_backbone(name: str, backbone: str, *, weights: str | Path | None = None,
+                      taps: list[str] | tuple[str, ...] | None = None, input_size: int | None = None,
+                      normalize: str | tuple = "auto", pool: bool = True, download: bool = False,
+                      display: str | None = None) -> ModelSpec:
+    """Register a torchvision/timm model (``"torchvision:resnet18"``, ``"timm:resnet18"``) as a frozen
+    encoder ``name``; see :class:`repeval.backbones.BackboneSpec` for the arguments.
+
+    Registering the same name again with the same settings is a no-op; other settings are an error.
+    """
+    from .backbones import BackboneSpec, split_backbone
+
+    source, arch, file = split_backbone(backbone, f"register_backbone({name!r})")
+    spec = BackboneSpec(source, arch, str(weights) if weights is not None else file, tuple(taps or ()),
+                        int(input_size or 0), normalize, pool, download)
+    return register_backbone_spec(name, spec, display)
+
+
+def register_backbone_spec(name: str, spec, display: str | None = None) -> ModelSpec:
+    """Register a checked :class:`repeval.backbones.BackboneSpec` (the factory of its encoder)."""
+    spec.check()
+    if name in MODELS and getattr(MODELS.get(name).build, "__wrapped__", None) == spec:
+        return MODELS.get(name)
+    return register_encoder(name, spec, display=display, source="backbone")
