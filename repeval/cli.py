@@ -76,9 +76,7 @@ def _merge_globals(args: argparse.Namespace) -> argparse.Namespace:
         late = getattr(args, "sub_" + dest)
         delattr(args, "sub_" + dest)
         early = getattr(args, dest)
-        if kw.get("action") == "append":
-            late = early + late
-        elif kw.get("action") == "count":
+        if kw.get("action") in ("append", "count"):
             late = early + late
         elif kw.get("action") == "store_true":
             late = early or late
