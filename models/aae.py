@@ -11,6 +11,8 @@ Prior samples come from torch's global RNG, reseeded per epoch by the training l
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -22,16 +24,18 @@ from repeval.zoo import register_model
 
 @register_model("aae", "AAE")
 class AAE(Family):
+    @dataclass(frozen=True)
+    class Config:
+        """``--set aae.gp_weight=V``: weight of the discriminator's gradient penalty."""
+        gp_weight: float = 1.0
+
+    section = "aae"
+
     def __init__(self, cfg, n_classes=10, in_channels=3, *, gp_weight: float = 1.0):
         super().__init__(cfg, n_classes, in_channels)
         self.gp_weight = gp_weight
         self.decoder = Decoder(self.encoder.y_dim, in_channels)
         self.disc = prior_discriminator(self.encoder.y_dim)
-
-    def hparams(self):
-        return {"prior": "N(0, I)", "reconstruction": "mse (mean)", "gp_weight": self.gp_weight,
-                "discriminator": "MLP 64-1000-200-1", "encoder_adv_loss": "non-saturating",
-                "phases": "reconstruction, then discriminator, then encoder (separate Adams)"}
 
     def optimizers(self):
         return {"ae": self.adam(list(self.encoder.parameters()) + list(self.decoder.parameters())),

@@ -10,12 +10,11 @@ from repeval.zoo import register_model
 
 @register_model("ae", "AE")
 class AE(Family):
+    section = "ae"
+
     def __init__(self, cfg, n_classes=10, in_channels=3):
         super().__init__(cfg, n_classes, in_channels)
         self.decoder = Decoder(self.encoder.y_dim, in_channels)
-
-    def hparams(self):
-        return {"reconstruction": "mse (mean over pixels and batch)", "decoder": "repeval.nets.Decoder"}
 
     def train_step(self, x, labels, index, opt):
         with self.amp(x):

@@ -13,6 +13,8 @@ updated in every step, discriminator first. z comes from torch's global RNG.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -24,17 +26,18 @@ from repeval.zoo import register_model
 
 @register_model("bigan", "BiGAN")
 class BiGAN(Family):
+    @dataclass(frozen=True)
+    class Config:
+        """``--set bigan.gp_weight=V``: weight of the discriminator's gradient penalty."""
+        gp_weight: float = 1.0
+
+    section = "bigan"
+
     def __init__(self, cfg, n_classes=10, in_channels=3, *, gp_weight: float = 1.0):
         super().__init__(cfg, n_classes, in_channels)
         self.gp_weight = gp_weight
         self.generator = Decoder(self.encoder.y_dim, in_channels)
         self.disc = JointDiscriminator(in_channels, self.encoder.y_dim)
-
-    def hparams(self):
-        return {"prior": "N(0, I)", "encoder": "deterministic", "gp_weight": self.gp_weight,
-                "gp": "0.5 * E|grad D(x, E(x))|^2 (real pairs)",
-                "discriminator": "conv x-branch -> 256, concat z, FC 512-128-1, LeakyReLU 0.2, no BN",
-                "generator_loss": "non-saturating (labels swapped)"}
 
     def optimizers(self):
         return {"model": self.adam(list(self.encoder.parameters()) + list(self.generator.parameters())),

@@ -4,7 +4,7 @@ Objective (paper Eq. 8): maximise alpha * I_global + beta * I_local and match si
 U[0,1]^64 with weight gamma. Everything below follows DIM_SPEC.md "DIM objectives":
 
 * Local term (Sec. 3.2): the 128x8x8 map M and y go through "encoder-and-dot" 1x1-conv critics
-  (:class:`repeval.critics.DotCritic`) to D = ``cfg.critic_units`` channels; scores
+  (:class:`repeval.critics.DotCritic`) to D = ``critic_units`` channels (``dim.critic_units``); scores
   u_ij(l) = G_i . L_j(l) form an (N, N, L) tensor scored by
   :func:`repeval.estimators.global_local_bound`: positives (i, i, l), negatives every location of
   every other image (4032 per positive at batch 64 for infoNCE).
@@ -29,10 +29,13 @@ U[0,1]^64 with weight gamma. Everything below follows DIM_SPEC.md "DIM objective
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repeval.config import ConfigError
 from repeval.critics import DotCritic, gan_losses_with_gp, global_dim_net, nonsaturating_loss, prior_discriminator
 from repeval.estimators import global_local_bound, pairwise_bound
 from repeval.train import Family
@@ -61,13 +64,33 @@ def local_scores(g: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
 class DIM(Family):
     """Deep InfoMax with weights (alpha, beta, gamma) and one estimator for its MI terms."""
 
+    @dataclass(frozen=True)
+    class Config:
+        """``--set dim.KEY=V``: Eq. 8's weights, the MI estimator, the prior's gradient-penalty weight
+        and D, the critics' embedding width (the paper's 2048)."""
+        estimator: str = "infonce"
+        alpha: float = 0.0
+        beta: float = 1.0
+        gamma: float = 0.1
+        gp_weight: float = 1.0
+        critic_units: int = 2048
+
+        def __post_init__(self):
+            if self.estimator not in ESTIMATORS:
+                raise ConfigError(f"dim.estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+
+    section = "dim"
+    version = 1
+
     def __init__(self, cfg, n_classes=10, in_channels=3, *, estimator: str = "infonce",
-                 alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1, gp_weight: float = 1.0):
+                 alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1, gp_weight: float = 1.0,
+                 critic_units: int = 2048):
         super().__init__(cfg, n_classes, in_channels)
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown DIM estimator '{estimator}'; valid: {', '.join(ESTIMATORS)}")
         self.estimator, self.alpha, self.beta, self.gamma, self.gp_weight = estimator, alpha, beta, gamma, gp_weight
-        units, y_dim = cfg.critic_units, self.encoder.y_dim
+        self.critic_units = critic_units
+        units, y_dim = critic_units, self.encoder.y_dim
         if beta > 0:
             self.local_net = DotCritic(LOCAL_CHANNELS, units)
             self.local_global_net = DotCritic(y_dim, units)
@@ -76,14 +99,6 @@ class DIM(Family):
             self.global_y_net = nn.Linear(y_dim, units)
         if gamma > 0:
             self.prior_disc = prior_discriminator(y_dim)
-
-    def hparams(self) -> dict:
-        return {"estimator": self.estimator, "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma,
-                "critic_units": self.cfg.critic_units, "gp_weight": self.gp_weight,
-                "critics": "encoder-and-dot: 1x1conv-BN-ReLU-1x1conv + linear shortcut, LayerNorm",
-                "global_critic": "M -> copy of remaining encoder layers -> Linear(1024, D); y -> Linear(64, D)",
-                "negatives": "all locations of every other image in the batch",
-                "prior": "U[0,1]^64 on sigmoid(y), MLP 64-1000-200-1, zero-centred GP, non-saturating"}
 
     def optimizers(self):
         main = [p for n, p in self.named_parameters() if not n.startswith("prior_disc.")]

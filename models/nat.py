@@ -36,15 +36,13 @@ def hungarian(feats: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 @register_model("nat", "NAT")
 class NAT(Family):
+    section = "nat"
+
     def __init__(self, cfg, n_classes=10, in_channels=3):
         super().__init__(cfg, n_classes, in_channels)
         d = self.encoder.y_dim
         self.register_buffer("targets", torch.zeros(0, d))
         self.register_buffer("assignment", torch.zeros(0, dtype=torch.long))
-
-    def hparams(self):
-        return {"features": "y, L2-normalised", "targets": "one per training image, uniform on S^63",
-                "assignment": "Hungarian per batch (scipy linear_sum_assignment)", "loss": "squared L2"}
 
     def prepare(self, n_train: int) -> None:
         dev = self.encoder.out.weight.device

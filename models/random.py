@@ -10,7 +10,5 @@ from repeval.zoo import register_model
 
 @register_model("random", "Random init")
 class RandomInit(Family):
+    section = "random"
     trains = False
-
-    def hparams(self):
-        return {"init": "pytorch default, seeded by train.seed"}

@@ -18,13 +18,11 @@ HIDDEN, DROPOUT = 200, 0.1
 
 @register_model("supervised", "Fully supervised")
 class Supervised(Family):
+    section = "supervised"
+
     def __init__(self, cfg, n_classes=10, in_channels=3):
         super().__init__(cfg, n_classes, in_channels)
         self.head = probe_head(self.encoder.out.in_features, n_classes, HIDDEN, DROPOUT)
-
-    def hparams(self):
-        return {"loss": "cross-entropy", "head": f"probe_head on fc (hidden {HIDDEN}, dropout {DROPOUT})",
-                "uses_labels": True}
 
     def train_step(self, x, labels, index, opt):
         with self.amp(x):

@@ -9,6 +9,8 @@ batch). ``vae``: beta = 1; ``beta-vae``: beta = 4 (the paper's value is unreleas
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -25,16 +27,19 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 @register_model("beta-vae", "β-VAE", beta=4.0)
 @register_model("vae", "VAE", beta=1.0)
 class VAE(Family):
+    @dataclass(frozen=True)
+    class Config:
+        """``--set vae.beta=V``: the KL weight (1 for the VAE, 4 for the beta-VAE row)."""
+        beta: float = 1.0
+
+    section = "vae"
+
     def __init__(self, cfg, n_classes=10, in_channels=3, *, beta: float = 1.0):
         super().__init__(cfg, n_classes, in_channels)
         self.beta = beta
         fc_units = self.encoder.out.in_features
         self.logvar_head = nn.Linear(fc_units, self.encoder.y_dim)   # mu head = encoder.out
         self.decoder = Decoder(self.encoder.y_dim, in_channels)
-
-    def hparams(self):
-        return {"beta": self.beta, "y": "mu (encoder.out is the mu head)", "logvar_head": "Linear(fc, 64)",
-                "reconstruction": "squared error summed per image, mean over batch", "prior": "N(0, I)"}
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.amp(x):

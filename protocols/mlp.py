@@ -45,7 +45,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return 100.0 * correct / max(1, x.shape[0])
 
 
-@register_protocol("mlp", MLPConfig, taps="all", display="Non-linear classifier")
+@register_protocol("mlp", MLPConfig, taps="all", display="Non-linear classifier", every_epoch=True)
 def mlp_probe(inp: ProtocolInput, cfg: MLPConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Train the probe on ``inp.train`` features, return test accuracy in % (Table 1)."""
     dev = torch.device(device)

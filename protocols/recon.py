@@ -38,8 +38,7 @@ from torch import nn
 from repeval.nets import deconv_bn_relu
 from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
-
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, five scales
+from repeval.ssim import MS_SSIM_WEIGHTS, ms_ssim, released_ssim, ssim, to_unit
 
 
 @dataclass(frozen=True)
@@ -83,70 +82,6 @@ class ReconDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(self.fc(z).view(-1, *self.start))
-
-
-# ----------------------------------------------------------------------------- pure metrics
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]."""
-    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
-
-
-def gaussian_window(size: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
-    coords = torch.arange(size, device=device, dtype=dtype) - size // 2
-    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
-    return g / g.sum()
-
-
-def ssim_components(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor, data_range: float = 1.0,
-                    k: tuple[float, float] = (0.01, 0.03)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image, per-channel mean SSIM and contrast-structure (N, C), valid Gaussian filtering.
-
-    Same definition as ``pytorch_msssim`` (separable window, no padding).
-    """
-    c = x.shape[1]
-    c1, c2 = (k[0] * data_range) ** 2, (k[1] * data_range) ** 2
-    wh = win.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
-    wv = win.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
-
-    def blur(t):
-        return F.conv2d(F.conv2d(t, wh, groups=c), wv, groups=c)
-
-    mu1, mu2 = blur(x), blur(y)
-    s11 = blur(x * x) - mu1 * mu1
-    s22 = blur(y * y) - mu2 * mu2
-    s12 = blur(x * y) - mu1 * mu2
-    cs = (2 * s12 + c2) / (s11 + s22 + c2)
-    ssim_map = (2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1) * cs
-    return ssim_map.flatten(2).mean(-1), cs.flatten(2).mean(-1)
-
-
-def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Single-scale SSIM per image (N,) of images in [-1, 1]: pytorch_msssim, 11x11, sigma 1.5, range 1 on [0, 1]."""
-    from pytorch_msssim import ssim as _ssim
-    return _ssim(to_unit(x), to_unit(y), data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
-
-
-def ms_ssim(x: torch.Tensor, y: torch.Tensor, scales: int = 3, win_size: int = 7, sigma: float = 1.5) -> torch.Tensor:
-    """Multi-scale SSIM per image (N,) of images in [-1, 1] (module docstring: scales, window, weights)."""
-    x, y = to_unit(x).float(), to_unit(y).float()
-    smallest = min(x.shape[-2:]) // 2 ** (scales - 1)
-    if smallest < win_size:
-        raise ValueError(f"ms_ssim: {scales} scales of a {tuple(x.shape[-2:])} image leave {smallest} px, "
-                         f"less than the {win_size}-px window")
-    w = torch.tensor(MS_SSIM_WEIGHTS[:scales], device=x.device)
-    w = w / w.sum()
-    win = gaussian_window(win_size, sigma, x.device)
-    terms = []
-    for s in range(scales):
-        full, cs = ssim_components(x, y, win)
-        if s < scales - 1:
-            terms.append(cs.clamp_min(0))
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        else:
-            terms.append(full.clamp_min(0))
-    val = torch.prod(torch.stack(terms) ** w.view(-1, 1, 1), dim=0)   # (N, C)
-    return val.mean(1)
 
 
 def save_grid(images: torch.Tensor, recons: torch.Tensor, path: str | Path) -> Path:
@@ -220,40 +155,3 @@ def recon_protocol(inp: ProtocolInput, cfg: ReconConfig, *, seed: int = 0, devic
         k = min(cfg.grid_n, x_te.shape[0])
         save_grid(x_te[:k], rec[:k], Path(f"{inp.artifact_stem}.png"))
     return out
-
-
-# ----------------------------------------------------------------------------- scalar metrics
-# (name_metric(a, b) -> scalar on [-1, 1] images; used by ``repeval validate``)
-
-def released_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The released DIM code's "MS-SSIM" per image (N,) (DIM_SPEC.md protocol 3), reproduced as is.
-
-    Single scale, 11x11 Gaussian window with sigma 11 (the bug: nearly a box window), zero padding
-    5 (same-size maps), constants for a [0, 1] range (C1 = 0.01^2, C2 = 0.03^2), applied to the
-    [-1, 1] data directly.
-    """
-    win = gaussian_window(11, 11.0, x.device)
-    c = x.shape[1]
-    w2 = (win[:, None] * win[None, :]).expand(c, 1, 11, 11).contiguous()
-
-    def blur(t):
-        return F.conv2d(t, w2, padding=5, groups=c)
-
-    x, y = x.float(), y.float()
-    mu1, mu2 = blur(x), blur(y)
-    s11, s22, s12 = blur(x * x) - mu1 ** 2, blur(y * y) - mu2 ** 2, blur(x * y) - mu1 * mu2
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    m = (2 * mu1 * mu2 + c1) * (2 * s12 + c2) / ((mu1 ** 2 + mu2 ** 2 + c1) * (s11 + s22 + c2))
-    return m.flatten(1).mean(1)
-
-
-def ssim_metric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return ssim(a, b).mean()
-
-
-def ms_ssim_metric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return ms_ssim(a, b).mean()
-
-
-def released_ssim_metric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return released_ssim(a, b).mean()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from collections import Counter
 from pathlib import Path
 
 from . import load_builtins
@@ -19,10 +21,20 @@ from .features import EncoderContractError
 from .plugins import PluginError, load_plugin
 from .presets import PRESETS
 from .progress import LOGGER, TensorBoardLog, setup_logging
+from .records import RecordError
 from .registry import MODELS, PROTOCOLS, RegistryError
 from .storage import CheckpointError
 
-USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError)
+USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError,
+               RecordError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a cluster scheduler sends): handled like Ctrl-C, exit status 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -107,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. train.epochs=2 or mlp.epochs=5")
     r.add_argument("--no-table", action="store_true", help="do not print the tables at the end")
+    r.add_argument("--force", action="store_true",
+                   help="recompute every requested record, retraining and re-extracting the encoders")
+    r.add_argument("--rerun", action="append", default=[], metavar="MODEL[/PROTOCOL]",
+                   help="recompute MODEL (retrain, re-extract, re-evaluate) or only its PROTOCOL records")
+    r.add_argument("--train-only", action="store_true",
+                   help="train the encoders (keeping every evaluation epoch) and evaluate nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print what would be trained, extracted and evaluated (and what is present); compute nothing")
     r.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="also log per-epoch training losses for TensorBoard under DIR (needs tensorboard)")
 
@@ -161,18 +181,27 @@ def _run_options(args, protocols: list[str], models: list[str] | None = None, **
 
 
 def resolved_sections(opts) -> dict[str, object]:
-    """Every config section a run with ``opts`` uses, fully resolved (preset + --set), by name."""
+    """Every config section of a run with ``opts``, fully resolved (preset + --set): ``train``, each
+    protocol's, and each model's family config under its ``--set`` section (``SECTION.MODEL`` when
+    several models share that section with different defaults)."""
     from .runner import resolve_configs
 
-    train_cfg, proto_cfgs = resolve_configs(opts)
-    return {"train": train_cfg, **proto_cfgs}
+    cfg = resolve_configs(opts)
+    out: dict[str, object] = {"train": cfg.train, **cfg.protocols}
+    specs = [MODELS.get(m) for m in opts.models]
+    shared = Counter(s.section for s in specs if s.section)
+    for spec in specs:
+        fcfg = spec.family_config(cfg.families)
+        if fcfg is not None:
+            out[spec.section if shared[spec.section] == 1 else f"{spec.section}.{spec.name}"] = fcfg
+    return out
 
 
 def cmd_config(args) -> int:
     protocols = _listarg(args.protocols) or PROTOCOLS.names()
     for q in protocols:
         PROTOCOLS.get(q)
-    opts = _run_options(args, protocols)
+    opts = _run_options(args, protocols, MODELS.names())
     sections = resolved_sections(opts)
     if args.format == "json":
         print(json.dumps({"preset": opts.preset.name, "dataset": opts.preset.dataset,
@@ -194,22 +223,23 @@ def cmd_run(args) -> int:
     for q in protocols:
         PROTOCOLS.get(q)
     opts = _run_options(args, protocols, models, seeds=args.seeds, device=args.device, workdir=args.workdir,
-                        results=args.results, quiet=args.quiet)
-    resolved_sections(opts)  # bad keys fail before the dataset is even loaded
+                        results=args.results, quiet=args.quiet, force=args.force,
+                        rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run, train_only=args.train_only)
+    resolved_sections(opts)  # bad keys, values, seeds and devices fail before the dataset is even loaded
     ds = load_dataset(args.dataset or opts.preset.dataset, args.data_root, args.download)
-    tb = opts.on_epoch = TensorBoardLog(args.tensorboard) if args.tensorboard else None
+    tb = opts.on_epoch = TensorBoardLog(args.tensorboard) if args.tensorboard and not args.dry_run else None
     try:
         summary = run(opts, ds)
     finally:
         if tb:
             tb.close()
+    if args.dry_run or args.train_only:
+        return 1 if summary.failures else 0
     if not args.no_table:
         from .summary import print_summary
         print_summary(args.results, ds.name, models)
     print(f"{len(summary.written)} records written, {summary.skipped} already present, "
           f"{len(summary.failures)} failures", file=sys.stderr)
-    for f in summary.failures:
-        print(f"  failed: {f}", file=sys.stderr)
     return 1 if summary.failures else 0
 
 
@@ -233,28 +263,42 @@ def register_from_args(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _merge_globals(build_parser().parse_args(argv))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         setup_logging(-1 if args.quiet else args.verbose, args.log_file)
-        load_builtins()
-        register_from_args(args)
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "config":
-            return cmd_config(args)
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "table":
-            from .tables import cmd_table
-            return cmd_table(args)
-        if args.command == "validate":
-            from .validate import cmd_validate
-            return cmd_validate(args)
+        return _dispatch(args)
     except USER_ERRORS as e:
         LOGGER.error(str(e))
         return 2
+    except OSError as e:   # unwritable or full folders, unreadable files
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        LOGGER.error(f"{e.strerror or e}{where}")
+        return 2
+    except Terminated:
+        print("repeval: terminated (SIGTERM); finished records are kept, rerun to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("repeval: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args) -> int:
+    load_builtins()
+    register_from_args(args)
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "config":
+        return cmd_config(args)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "table":
+        from .tables import cmd_table
+        return cmd_table(args)
+    if args.command == "validate":
+        from .validation import cmd_validate
+        return cmd_validate(args)
     return 0
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 
@@ -20,24 +21,72 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Encoder training (DIM_SPEC.md "Optimisation"): Adam 1e-4, betas (0.5, 0.999), batch 64."""
+    """Encoder training shared by every family (DIM_SPEC.md "Optimisation"): Adam 1e-4, betas
+    (0.5, 0.999), batch 64. Family-specific settings live in each family's own config section.
 
-    epochs: int = 1000
+    ``epochs`` is how far to train; ``eval_epochs`` lists the epochs at which the encoder is
+    evaluated (default: only the last). Neither enters the identity of a checkpoint: training is
+    reseeded per epoch, so the encoder after epoch e is the same whether the run stops at e or goes on.
+    """
+
+    epochs: int = field(default=1000, metadata={"min": 0})
+    eval_epochs: tuple[int, ...] = ()
     batch_size: int = 64
     lr: float = 1e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    critic_units: int = 2048      # D of the DIM critics (1x1-conv "encoder-and-dot" networks)
     precision: str = "fp32"       # "fp32" or "bf16" (autocast): recorded, never silent
-    seed: int = 0                 # encoder initialisation and training order
-    max_train: int = 0            # 0 = whole training split, else the first N of a seeded shuffle
+    seed: int = field(default=0, metadata={"min": 0})   # encoder initialisation and training order
+    max_train: int = field(default=0, metadata={"min": 0})  # 0 = whole training split, else a seeded subset
 
     def __post_init__(self):
+        check_ranges(self, "train")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        for k in ("epochs", "batch_size", "critic_units", "max_train"):
-            if getattr(self, k) < 0:
-                raise ConfigError(f"train.{k} must be >= 0, got {getattr(self, k)}")
+        for k in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, k) < 1.0:
+                raise ConfigError(f"train.{k} must be in [0, 1), got {getattr(self, k)}")
+        if 0 < self.max_train < self.batch_size:
+            raise ConfigError(f"train.max_train={self.max_train} is smaller than one batch "
+                              f"(train.batch_size={self.batch_size})")
+        bad = [e for e in self.eval_epochs if not 1 <= e <= self.epochs]
+        if bad or list(self.eval_epochs) != sorted(set(self.eval_epochs)):
+            raise ConfigError(f"train.eval_epochs must be increasing epochs in [1, train.epochs={self.epochs}], "
+                              f"got {self.eval_epochs}")
+
+    def eval_points(self) -> tuple[int, ...]:
+        """The epochs at which the encoder is evaluated: ``eval_epochs`` plus the last epoch."""
+        return tuple(sorted({*self.eval_epochs, self.epochs}))
+
+    def identity(self) -> dict:
+        """The fields that determine the weights after any given epoch (not how many epochs run)."""
+        d = dataclasses.asdict(self)
+        del d["epochs"], d["eval_epochs"]
+        return d
+
+
+# Numeric fields that must be strictly positive unless their metadata says otherwise.
+POSITIVE = ("epochs", "steps", "batch_size", "lr", "hidden", "width", "units", "folds", "shuffles",
+            "patience", "max_steps", "k", "seeds")
+
+
+def check_ranges(cfg: Any, where: str) -> None:
+    """Every numeric field finite and >= its minimum: ``metadata={"min": m}``, else 1 (or > 0 for
+    floats) for the names in :data:`POSITIVE` and their ``*_suffix`` forms, else 0. Called by every
+    config's ``__post_init__`` through :func:`make_config`, before any data is loaded."""
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        values = v if isinstance(v, tuple) else (v,)
+        for x in values:
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                continue
+            if not math.isfinite(x):
+                raise ConfigError(f"{where}.{f.name} must be a finite number, got {v}")
+            positive = any(f.name == n or f.name.endswith("_" + n) for n in POSITIVE)
+            lo = f.metadata.get("min", 1 if positive and isinstance(x, int) else 0)
+            if x < lo or (positive and "min" not in f.metadata and isinstance(x, float) and x <= 0):
+                need = f">= {lo}" if not (positive and isinstance(x, float)) else "> 0"
+                raise ConfigError(f"{where}.{f.name} must be {need}, got {v}")
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -75,11 +124,13 @@ def make_config(cls: type, overrides: Mapping[str, Any] | None = None, where: st
         raise ConfigError(f"bad config key '{where}.{bad[0]}'; valid keys: {', '.join(valid)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in overrides.items()}
     try:
-        return cls(**kwargs)
+        cfg = cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
+    check_ranges(cfg, where)
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict:

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .storage import atomic_torch_save, load_checkpoint
+from .registry import RegistryError, check_name
+from .storage import CheckpointError, load_sealed, save_sealed
 
 
 class EncoderContractError(TypeError):
@@ -30,6 +31,10 @@ def check_taps(out, n: int, name: str) -> "OrderedDict[str, torch.Tensor]":
     for k, v in out.items():
         if k == "local":
             continue
+        try:
+            check_name(k, "tap")
+        except RegistryError as e:
+            raise EncoderContractError(f"encoder '{name}': {e}") from None
         if not isinstance(v, torch.Tensor) or v.dim() < 2 or v.shape[0] != n:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise EncoderContractError(
@@ -42,7 +47,14 @@ def check_taps(out, n: int, name: str) -> "OrderedDict[str, torch.Tensor]":
 def tap_names(encoder: nn.Module, sample: torch.Tensor, name: str) -> list[str]:
     """The tap names of ``encoder`` from one forward on ``sample`` (a couple of images)."""
     encoder.eval()
-    return list(check_taps(encoder(sample), sample.shape[0], name))
+    try:
+        out = encoder(sample)
+    except RuntimeError as e:  # typically a shape mismatch deep inside the network
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise EncoderContractError(
+            f"encoder '{name}' fails on images of {'x'.join(map(str, sample.shape[1:]))} (C x H x W): "
+            f"{first} (does it take {sample.shape[2]}x{sample.shape[3]} px input?)") from None
+    return list(check_taps(out, sample.shape[0], name))
 
 
 @torch.no_grad()
@@ -62,14 +74,18 @@ def extract(encoder: nn.Module, x: torch.Tensor, *, name: str = "encoder", batch
     return {k: torch.cat(v) for k, v in chunks.items()}
 
 
-def cached_features(cache_dir: Path, key: str, compute) -> tuple[dict[str, torch.Tensor], bool]:
-    """Load features for ``key`` from the cache or compute and store them; returns (features, hit)."""
+def cached_features(cache_dir: Path, key: str, compute, *, refresh: bool = False
+                    ) -> tuple[dict[str, torch.Tensor], bool]:
+    """Load features for ``key`` from the cache or compute and store them; returns (features, hit).
+
+    Entries are sealed with a checksum (:func:`repeval.storage.save_sealed`): an entry that fails
+    it, or cannot be read, is recomputed, never trusted. ``refresh`` recomputes in any case."""
     path = Path(cache_dir) / f"{key}.pt"
-    if path.exists():
+    if path.exists() and not refresh:
         try:
-            return load_checkpoint(path), True
-        except Exception:
-            path.unlink(missing_ok=True)  # a corrupt cache entry is recomputed, not trusted
+            return load_sealed(path), True
+        except CheckpointError:
+            path.unlink(missing_ok=True)
     feats = compute()
-    atomic_torch_save(path, feats)
+    save_sealed(path, feats)
     return feats, False

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import io
 import math
 import re
 from pathlib import Path
@@ -20,15 +19,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .figures import save_png  # noqa: E402
 from .paper import dataset_title  # noqa: E402
-from .storage import atomic_write_bytes  # noqa: E402
-
-
-def _save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_table(df: pd.DataFrame, spec, path: Path, title: str) -> Path:
@@ -67,7 +59,7 @@ def plot_table(df: pd.DataFrame, spec, path: Path, title: str) -> Path:
                Line2D([], [], marker="D", color="black", linestyle="none", markersize=5, label="paper"),
                Line2D([], [], marker="$—$", color="gray", linestyle="none", markersize=8, label="no value")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02))
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_recon_grids(folder: Path, path: Path, names: dict[str, str] | None = None) -> Path | None:
@@ -107,4 +99,4 @@ def plot_recon_grids(folder: Path, path: Path, names: dict[str, str] | None = No
     fig.suptitle("Reconstructions from the frozen code (protocol recon): inputs and decoder outputs",
                  fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)

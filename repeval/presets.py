@@ -1,7 +1,9 @@
 """Named budgets. A preset is a set of overrides per config section; the resolved values are
 recorded in every result, so a table always says which budget produced it.
 
-Sections: ``train`` (:class:`repeval.config.TrainConfig`) and one per protocol (its config class).
+Sections: ``train`` (:class:`repeval.config.TrainConfig`), one per encoder family with settings
+(e.g. ``dim``: the family's ``Config``) and one per protocol (its config class). A preset must hold a
+section for every protocol it is asked to run: a missing budget is an error, never a silent default.
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ def _add(p: Preset) -> None:
 _add(Preset(
     "quick", "embedded default: the whole zoo and every protocol in a few minutes on 2 CPU cores",
     "digits",
-    {"train": {"epochs": 1, "critic_units": 256, "precision": "fp32"},
+    {"train": {"epochs": 1, "precision": "fp32"},
+     "dim": {"critic_units": 256},
      "mlp": {"epochs": 4, "milestones": (2, 3), "average_last": 1},
      "svm": {"epochs": 5, "min_steps": 20, "c_grid": (0.01, 0.1, 1.0)},
      "recon": {"epochs": 2, "width": 64, "lr": 1e-3},
@@ -43,7 +46,23 @@ _add(Preset(
     "cpu", "cifar10-size data: the whole zoo and every protocol in about 1.5 hours of background "
     "compute on 2 CPU cores (measured budget in results/cifar10-jpeg/REPORT.md)",
     "npz:../shared/data/cifar10-jpeg",
-    {"train": {"epochs": 1, "critic_units": 1024, "precision": "fp32"},
+    {"train": {"epochs": 1, "precision": "fp32"},
+     "dim": {"critic_units": 1024},
+     "mlp": {"epochs": 5, "milestones": (3, 4), "average_last": 2},
+     "svm": {"epochs": 4, "min_steps": 150},
+     "recon": {"epochs": 2, "max_train": 10000, "width": 256},
+     "mine": {"steps": 300, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
+     "ndm": {"steps": 300, "batch_size": 2048}}))
+
+CURVE_MODELS = ("random", "ae", "vae", "bigan", "dim-g", "dim-l-infonce", "dim-l-jsd")
+
+_add(Preset(
+    "curve", "cifar10-size learning curves: the paper's key rows trained 10 epochs on 2 CPU cores "
+    "(fp32, 1024-unit critics), the probe at epochs 1, 3, 6 and 10, every protocol at 10; several "
+    "stretches of background compute, resumable (models: " + ", ".join(CURVE_MODELS) + ")",
+    "npz:../shared/data/cifar10-jpeg",
+    {"train": {"epochs": 10, "eval_epochs": (1, 3, 6, 10), "precision": "fp32"},
+     "dim": {"critic_units": 1024},
      "mlp": {"epochs": 5, "milestones": (3, 4), "average_last": 2},
      "svm": {"epochs": 4, "min_steps": 150},
      "recon": {"epochs": 2, "max_train": 10000, "width": 256},
@@ -53,7 +72,8 @@ _add(Preset(
 _add(Preset(
     "paper", "the paper's budget (1000 epochs, 2048-unit critics, fp32): for a GPU",
     "cifar10",
-    {"train": {"epochs": 1000, "critic_units": 2048, "precision": "fp32"},
+    {"train": {"epochs": 1000, "precision": "fp32"},
+     "dim": {"critic_units": 2048},
      "mlp": {"epochs": 200, "milestones": (50, 100)},
      "svm": {"epochs": 30},
      "recon": {"epochs": 100},

@@ -21,11 +21,13 @@ LOGGER = logging.getLogger("repeval")
 
 
 def log(msg: str, quiet: bool = False) -> None:
-    """An info line (a debug line when ``quiet``); a message starting ``error:`` is logged as an error."""
-    if msg.startswith("error:"):
-        LOGGER.error(msg[len("error:"):].strip())
-    else:
-        LOGGER.log(logging.DEBUG if quiet else logging.INFO, msg)
+    """An info line (a debug line when ``quiet``); a message starting ``error:`` or ``warning:`` is
+    logged at that level whatever ``quiet`` says."""
+    for prefix, level in (("error:", logging.ERROR), ("warning:", logging.WARNING)):
+        if msg.startswith(prefix):
+            LOGGER.log(level, msg[len(prefix):].strip())
+            return
+    LOGGER.log(logging.DEBUG if quiet else logging.INFO, msg)
 
 
 class _ConsoleFormatter(logging.Formatter):
@@ -92,7 +94,9 @@ class TensorBoardLog:
     """Per-epoch training losses as TensorBoard scalars ``<model>/<loss>`` at step = epoch (1-based).
 
     Call it as ``on_epoch(model, epoch, losses)`` with the epoch's mean losses (the history that the
-    records keep). Needs the optional ``tensorboard`` package (``pip install 'repeval[tensorboard]'``).
+    records keep); an epoch already written for a model is not written twice, so the whole history
+    can be passed after each stretch of training. Needs the optional ``tensorboard`` package
+    (``pip install 'repeval[tensorboard]'``).
     """
 
     def __init__(self, log_dir: str | Path):
@@ -103,8 +107,12 @@ class TensorBoardLog:
                               "pip install 'repeval[tensorboard]'") from None
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(str(self.log_dir))
+        self.written: set[tuple[str, int]] = set()
 
     def __call__(self, model: str, epoch: int, losses: Mapping[str, float]) -> None:
+        if (model, int(epoch)) in self.written:
+            return
+        self.written.add((model, int(epoch)))
         for k, v in losses.items():
             self.writer.add_scalar(f"{model}/{k}", float(v), int(epoch))
         self.writer.flush()

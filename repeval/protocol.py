@@ -35,7 +35,10 @@ class ProtocolInput:
 class ProtocolSpec:
     """``taps``: "all" (one record per tap, e.g. probes) or "code" (the representation tap y only).
 
-    ``seeds`` is the default number of seeds (Table 4's SVM uses five).
+    ``seeds`` is the default number of seeds (Table 4's SVM uses five). ``version`` is bumped
+    whenever the protocol's code changes what it computes: it is part of every record's identity.
+    ``every_epoch``: run at every evaluation epoch of a learning curve (cheap probes), not only at
+    the last one.
     """
 
     name: str
@@ -45,16 +48,20 @@ class ProtocolSpec:
     seeds: int = 1
     needs_images: bool = False
     display: str = ""
+    version: int = 1
+    every_epoch: bool = False
 
 
 def register_protocol(name: str, config_cls: type, *, taps: str = "all", seeds: int = 1,
-                      needs_images: bool = False, display: str = ""):
+                      needs_images: bool = False, display: str = "", version: int = 1,
+                      every_epoch: bool = False):
     """Decorator: ``@register_protocol("svm", SVMConfig, seeds=5)`` on ``fn(inp, cfg, *, seed, device)``."""
     if taps not in ("all", "code"):
         raise ValueError(f"taps must be 'all' or 'code', got {taps!r}")
 
     def deco(fn):
-        PROTOCOLS.register(name, ProtocolSpec(name, fn, config_cls, taps, seeds, needs_images, display or name))
+        PROTOCOLS.register(name, ProtocolSpec(name, fn, config_cls, taps, seeds, needs_images, display or name,
+                                              version, every_epoch))
         return fn
     return deco
 

@@ -6,6 +6,7 @@ definitions, so a typo or a plugin clash is a one-line error rather than a silen
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -16,6 +17,18 @@ class RegistryError(KeyError):
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0])
+
+
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
+def check_name(name: Any, kind: str) -> str:
+    """``name`` must be one safe path segment (it becomes part of result and checkpoint paths):
+    letters, digits and ``. _ + -``, not starting with a dot or dash, at most 64 characters."""
+    if not isinstance(name, str) or not _SAFE.fullmatch(name) or ".." in name:
+        raise RegistryError(f"bad {kind} name {name!r}: use letters, digits and . _ + - "
+                            "(one path segment, not starting with . or -, at most 64 characters)")
+    return name
 
 
 def _where(obj: Any) -> str:
@@ -35,6 +48,7 @@ class Registry(Generic[T]):
         """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
         if obj is None:
             return lambda o: self.register(name, o)
+        check_name(name, self.kind)
         if name in self._items:
             raise RegistryError(
                 f"duplicate {self.kind} name '{name}': defined at {_where(self._items[name])} "

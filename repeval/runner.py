@@ -1,19 +1,24 @@
-"""The benchmark runner: train or load -> extract taps once -> protocols -> one record each.
+"""The benchmark runner: plan -> build or load -> (train to each evaluation epoch) -> extract -> evaluate.
 
-Stages per model:
-1. build the family with a seeded initialisation; read its tap names from one forward;
-2. list the records it owes, one per (protocol, tap, seed); if all exist with the same config
-   hash, skip the model entirely (nothing is trained, loaded or extracted);
-3. train (resuming from the per-epoch checkpoint) or load the encoder;
-4. extract every tap once per (encoder hash, dataset, split) into the feature cache;
-5. run each missing protocol record and write it atomically. A failing protocol writes a record
-   with ``success: false`` and the run goes on; a diverging model is reported and skipped.
+Per model, each stage a function:
+
+1. :func:`plan_model` builds the family with a seeded initialisation, reads its tap names from one
+   forward, computes the encoder's identity (:func:`repeval.zoo.encoder_identity`) and lists the
+   records it owes, one per (epoch, protocol, tap, seed); a valid record with the same identity is
+   present and skipped. A model that owes nothing is not trained, loaded or extracted.
+2. :func:`encoder_at` brings the encoder to an evaluation epoch: as built, from that epoch's kept
+   snapshot, or by training on from the per-epoch checkpoint (resumable, sealed).
+3. :func:`extract_features` extracts every tap once per (encoder weights, dataset, split) into the
+   feature cache.
+4. :func:`evaluate` runs each owed record's protocol and writes the record atomically. A failing
+   protocol writes a record with ``success: false`` and the run goes on; a diverging model or a bad
+   checkpoint is reported in one line and the run goes on with the next model.
 """
 from __future__ import annotations
 
-import sys
+import shutil
+import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,11 +32,12 @@ from .presets import Preset
 from .progress import Progress, log
 from .protocol import ProtocolInput, ProtocolSpec, Split, code_tap
 from .provenance import provenance
+from .records import SCHEMA, Record, RecordError, ResultsLayout
 from .registry import MODELS, PROTOCOLS
 from .seeding import derive_seed, generator, seed_everything
-from .storage import atomic_write_json, read_json, state_dict_hash
-from .train import DivergenceError, train
-from .zoo import ModelSpec
+from .storage import CheckpointError, state_dict_hash, sweep_stale_tmp
+from .train import DivergenceError, Family, load_snapshot, train
+from .zoo import ModelSpec, encoder_identity, family_sections
 
 
 @dataclass
@@ -45,6 +51,10 @@ class RunOptions:
     workdir: Path = Path(".repeval")
     results: Path = Path("results")
     quiet: bool = False
+    force: bool = False                             # recompute everything requested (retrain too)
+    rerun: tuple[str, ...] = ()                     # "MODEL" (retrain + re-evaluate) or "MODEL/PROTOCOL"
+    dry_run: bool = False                           # print the plan, compute nothing
+    train_only: bool = False                        # train (and keep every evaluation epoch), evaluate nothing
     on_epoch: Callable | None = None                # (model, epoch, mean losses) after training, e.g. TensorBoardLog
 
 
@@ -53,18 +63,50 @@ class RunSummary:
     written: list[Path] = field(default_factory=list)
     skipped: int = 0
     failures: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)   # invalid records found (recomputed)
 
 
-def record_path(results: Path, dataset: str, model: str, protocol: str, tap: str, seed: int) -> Path:
-    return Path(results) / dataset / "records" / model / protocol / f"{tap}-seed{seed}.json"
+@dataclass(frozen=True)
+class Resolved:
+    """Every configuration of a run, validated before any data is loaded."""
+
+    train: TrainConfig
+    protocols: dict                 # protocol name -> frozen config
+    families: dict                  # family section -> {key: value} overrides (preset + --set)
 
 
-def resolve_configs(opts: RunOptions) -> tuple[TrainConfig, dict[str, object]]:
-    """Validate every section (preset + --set) before anything runs; unknown keys are errors."""
+@dataclass
+class Task:
+    protocol: ProtocolSpec
+    tap: str
+    seed: int
+    epoch: int
+    config: dict
+    path: Path
+
+
+@dataclass
+class ModelPlan:
+    name: str
+    spec: ModelSpec
+    family: Family
+    identity: dict
+    train_key: str
+    taps: list[str]
+    epochs: tuple[int, ...]
+    tasks: list[Task]
+    present: int
+    retrain: bool
+
+
+def resolve_configs(opts: RunOptions) -> Resolved:
+    """Validate every section (preset + --set) before anything runs: unknown sections and keys,
+    out-of-range values, a preset without a budget for a requested protocol, bad seeds or device."""
     sections = {k: dict(v) for k, v in opts.preset.sections.items()}
     for sec, kv in opts.overrides.items():
         sections.setdefault(sec, {}).update(kv)
-    valid = {"train", *PROTOCOLS.names()}
+    fams = family_sections()
+    valid = {"train", *PROTOCOLS.names(), *fams}
     for sec in opts.overrides:
         if sec not in valid:
             raise ConfigError(f"bad config section '{sec}'; valid sections: {', '.join(sorted(valid))}")
@@ -72,153 +114,276 @@ def resolve_configs(opts: RunOptions) -> tuple[TrainConfig, dict[str, object]]:
     proto_cfgs = {}
     for name in opts.protocols:
         spec: ProtocolSpec = PROTOCOLS.get(name)
+        if name not in sections and spec.config_cls.__dataclass_fields__:
+            raise ConfigError(f"preset '{opts.preset.name}' has no budget for protocol '{name}' "
+                              f"(add a '{name}' section to the preset, or --set {name}.KEY=VALUE)")
         proto_cfgs[name] = make_config(spec.config_cls, sections.get(name), name)
-    return train_cfg, proto_cfgs
+    families = {sec: kv for sec, kv in sections.items() if sec in fams}
+    for m in opts.models:
+        MODELS.get(m).family_config(families)
+    if opts.seeds is not None and opts.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {opts.seeds}")
+    _check_device(opts.device)
+    for item in opts.rerun:
+        model, _, proto = item.partition("/")
+        if model not in opts.models:
+            raise ConfigError(f"--rerun {item}: model '{model}' is not among the requested models")
+        if proto and proto not in opts.protocols:
+            raise ConfigError(f"--rerun {item}: protocol '{proto}' is not among the requested protocols")
+    return Resolved(train_cfg, proto_cfgs, families)
 
 
-def _model_dir(opts: RunOptions, ds: Dataset, name: str, train_key: str) -> Path:
+def _check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r} is not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: only cpu and cuda are supported")
+
+
+def check_writable(*folders: Path) -> None:
+    """Fail before any training when a results or work folder cannot be written (OSError, one line)."""
+    for folder in folders:
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".repeval-write-check-"):
+                pass
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write to {folder} ({e.strerror})") from None
+
+
+def model_dir(opts: RunOptions, ds: Dataset, name: str, train_key: str) -> Path:
     return Path(opts.workdir) / "models" / ds.name / f"{name}-{train_key}"
 
 
 def run(opts: RunOptions, ds: Dataset) -> RunSummary:
     """Run every requested model through every requested protocol on ``ds``."""
-    for m in opts.models:
-        MODELS.get(m)
-    train_cfg, proto_cfgs = resolve_configs(opts)
-    if opts.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
+    cfg = resolve_configs(opts)
+    layout = ResultsLayout(opts.results, ds.name)
     summary = RunSummary()
+    if not opts.dry_run:
+        check_writable(layout.root, Path(opts.workdir))
+        sweep_stale_tmp(layout.root, Path(opts.workdir))
     prog = Progress(quiet=opts.quiet)
     for name in opts.models:
         try:
-            _run_model(name, opts, ds, train_cfg, proto_cfgs, summary, prog)
-        except DivergenceError as e:
-            msg = f"{name}: training diverged: {e}"
+            plan = plan_model(name, opts, cfg, ds, layout, summary)
+            if opts.train_only:
+                train_model(plan, opts, cfg, ds, prog)
+            elif opts.dry_run:
+                describe_plan(plan, opts, ds)
+            elif not plan.tasks:
+                log(f"[{name}] all {plan.present} records present: nothing to train, extract or evaluate", opts.quiet)
+            else:
+                run_model(plan, opts, cfg, ds, layout, summary, prog)
+        except (DivergenceError, CheckpointError) as e:
+            msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{e}"
             log(f"error: {msg}; continuing with the next model")
             summary.failures.append(msg)
     return summary
 
 
-def _run_model(name: str, opts: RunOptions, ds: Dataset, train_cfg: TrainConfig, proto_cfgs: dict,
-               summary: RunSummary, prog: Progress) -> None:
+def _wants(opts: RunOptions, model: str, protocol: str | None = None) -> bool:
+    """Is (model[, protocol]) to be recomputed on purpose (--force / --rerun)?"""
+    if opts.force:
+        return True
+    return any(r == model or (protocol is not None and r == f"{model}/{protocol}") for r in opts.rerun)
+
+
+def plan_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout,
+               summary: RunSummary) -> ModelPlan:
+    """Stage 1: build the model, compute its identity and list the records it still owes."""
     spec: ModelSpec = MODELS.get(name)
-    seed_everything(derive_seed(train_cfg.seed, "init", name))
-    family = spec.build(train_cfg, ds.n_classes, ds.x_train.shape[1])
+    seed_everything(derive_seed(cfg.train.seed, "init", name))
+    family = spec.build(cfg.train, ds.n_classes, ds.x_train.shape[1], cfg.families)
     taps = tap_names(family.encoder, ds.x_test[:2], name)
-    hp = family.hparams()
-    train_part = {"model": name, "train": to_dict(train_cfg) if family.trains else None, "family": hp,
-                  "dataset": ds.name, "data_fingerprint": ds.fingerprint}
-    train_key = config_hash(train_part)
+    identity = encoder_identity(spec, family)
+    train_key = config_hash({"model": name, "encoder": identity, "dataset": ds.name,
+                             "data_fingerprint": ds.fingerprint})
+    trains = family.trains and cfg.train.epochs > 0
+    epochs = cfg.train.eval_points() if trains else (0,)
+    tasks, present = [], 0
+    for epoch in epochs:
+        for pname, pcfg in cfg.protocols.items():
+            pspec: ProtocolSpec = PROTOCOLS.get(pname)
+            if epoch != epochs[-1] and not pspec.every_epoch:
+                continue
+            for tap in (taps if pspec.taps == "all" else [code_tap(taps)]):
+                for seed in range(opts.seeds if opts.seeds is not None else pspec.seeds):
+                    config = {"schema": SCHEMA, "model": name, "dataset": ds.name,
+                              "data_fingerprint": ds.fingerprint, "encoder": identity, "epoch": epoch,
+                              "protocol": pname, "protocol_version": pspec.version,
+                              "protocol_config": to_dict(pcfg), "tap": tap, "seed": seed}
+                    path = layout.record(name, pname, tap, seed, epoch)
+                    if not _wants(opts, name, pname) and _is_done(path, config_hash(config), summary):
+                        present += 1
+                        continue
+                    tasks.append(Task(pspec, tap, seed, epoch, config, path))
+    summary.skipped += present
+    return ModelPlan(name, spec, family, identity, train_key, taps, epochs, tasks, present,
+                     retrain=_wants(opts, name))
 
-    todo: list[tuple[ProtocolSpec, str, int, dict, Path]] = []
-    for pname, pcfg in proto_cfgs.items():
-        pspec: ProtocolSpec = PROTOCOLS.get(pname)
-        ptaps = taps if pspec.taps == "all" else [code_tap(taps)]
-        for tap in ptaps:
-            for seed in range(opts.seeds if opts.seeds is not None else pspec.seeds):
-                config = {"preset": opts.preset.name, "model": name, "display": spec.display,
-                          "dataset": ds.name, "train": train_part["train"], "family": hp,
-                          "train_key": train_key, "protocol": pname, "protocol_config": to_dict(pcfg),
-                          "tap": tap, "seed": seed}
-                path = record_path(opts.results, ds.name, name, pname, tap, seed)
-                if _is_done(path, config_hash(config)):
-                    summary.skipped += 1
-                    continue
-                todo.append((pspec, tap, seed, config, path))
-    if not todo:
-        log(f"[{name}] all records present: nothing to train, extract or evaluate", opts.quiet)
+
+def describe_plan(plan: ModelPlan, opts: RunOptions, ds: Dataset) -> None:
+    """``--dry-run``: what would be trained, extracted and evaluated, and what is already present."""
+    need = sorted({t.epoch for t in plan.tasks})
+    ckpt = model_dir(opts, ds, plan.name, plan.train_key) / "train.pt"
+    lines = [f"[{plan.name}] {plan.present} records present, {len(plan.tasks)} to compute"]
+    if need and plan.family.trains and need[-1] > 0:
+        lines.append(f"  train to epoch {need[-1]} (checkpoint {ckpt}: "
+                     f"{'exists, resumes' if ckpt.exists() and not plan.retrain else 'none, from scratch'})")
+    for e in need:
+        tasks = [t for t in plan.tasks if t.epoch == e]
+        protos = sorted({t.protocol.name for t in tasks})
+        lines.append(f"  epoch {e}: extract {len(plan.taps)} taps, evaluate {len(tasks)} records ({', '.join(protos)})")
+    print("\n".join(lines))
+
+
+def train_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, prog: Progress) -> None:
+    """``--train-only``: bring a trained family to its last epoch, keeping each evaluation epoch's
+    snapshot, so that a later run (here or elsewhere) only extracts and evaluates."""
+    if not plan.family.trains or plan.epochs[-1] == 0:
         return
-
     device = torch.device(opts.device)
-    family.to(device)
-    t0 = time.time()
-    if family.trains and train_cfg.epochs > 0:
-        x_tr, y_tr = _training_subset(ds, train_cfg)
-        x_dev, y_dev = x_tr.to(device), y_tr.to(device)
-        ckpt = _model_dir(opts, ds, name, train_key) / "train.pt"
-        with prog.bar(total=train_cfg.epochs, desc=f"{name} train", unit="epoch") as bar:
-            def on_step(epoch, step, steps, losses):
-                if step == steps - 1:
-                    bar.n = epoch + 1
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:3]}, refresh=True)
-                    if prog.disable:  # a log file instead of a terminal: one line per epoch
-                        log(f"[{name}] epoch {epoch + 1}/{train_cfg.epochs} "
-                            + " ".join(f"{k}={v:.4g}" for k, v in losses.items())
-                            + f" ({time.time() - t0:.0f} s)", opts.quiet)
-            history = train(family, x_dev, y_dev, ckpt, name=name, progress=on_step)
-            bar.n = train_cfg.epochs
-        del x_dev, y_dev
-        for epoch, losses in enumerate(history if opts.on_epoch else [], 1):
-            opts.on_epoch(name, epoch, losses)
-    train_s = time.time() - t0
-    encoder = family.encoder.eval()
-    enc_hash = state_dict_hash(encoder.state_dict())
+    family = plan.family.to(device)
+    mdir = model_dir(opts, ds, plan.name, plan.train_key)
+    if plan.retrain and mdir.exists():
+        shutil.rmtree(mdir)
+    if (mdir / f"epoch-{plan.epochs[-1]}.pt").exists():
+        log(f"[{plan.name}] trained to epoch {plan.epochs[-1]} already", opts.quiet)
+        return
+    x_tr, y_tr = _training_subset(ds, cfg.train)
+    encoder_at(family, plan.epochs[-1], plan, opts, cfg, mdir, (x_tr.to(device), y_tr.to(device)), prog)
+    log(f"[{plan.name}] trained to epoch {plan.epochs[-1]}: {mdir}", opts.quiet)
 
+
+def run_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout,
+              summary: RunSummary, prog: Progress) -> None:
+    """Stages 2-4 for one model: for each epoch that owes records, encoder -> features -> records."""
+    device = torch.device(opts.device)
+    family = plan.family.to(device)
+    mdir = model_dir(opts, ds, plan.name, plan.train_key)
+    if plan.retrain and mdir.exists():
+        shutil.rmtree(mdir)
+    need = sorted({t.epoch for t in plan.tasks})
+    train_data = None
+    for epoch in need:
+        t0 = time.time()
+        if family.trains and epoch > 0 and train_data is None and not (mdir / f"epoch-{epoch}.pt").exists():
+            x_tr, y_tr = _training_subset(ds, cfg.train)
+            train_data = (x_tr.to(device), y_tr.to(device))
+        history = encoder_at(family, epoch, plan, opts, cfg, mdir, train_data, prog)
+        train_s = time.time() - t0
+        t0 = time.time()
+        feats, hit = extract_features(family.encoder.eval(), plan.name, ds, opts, device, prog,
+                                      refresh=plan.retrain)
+        extract_s = time.time() - t0
+        tasks = [t for t in plan.tasks if t.epoch == epoch]
+        log(f"[{plan.name}] epoch {epoch}: encoder ready ({train_s:.0f} s), features "
+            f"{'cached' if hit else 'extracted'} ({extract_s:.0f} s); {len(tasks)} records to run", opts.quiet)
+        evaluate(plan, tasks, feats, family, history, ds, opts, cfg, layout, summary, prog,
+                 {"train": round(train_s, 3), "extract": round(extract_s, 3), "features_cached": hit})
+
+
+def encoder_at(family: Family, epoch: int, plan: ModelPlan, opts: RunOptions, cfg: Resolved, mdir: Path,
+               train_data, prog: Progress) -> list[dict]:
+    """Stage 2: put ``family`` in its state after ``epoch`` epochs; returns the loss history so far."""
+    if not family.trains or epoch == 0:
+        return []
+    snap = mdir / f"epoch-{epoch}.pt"
+    if snap.exists():
+        return load_snapshot(family, snap, opts.device)
+    x, y = train_data
+    points = set(plan.epochs)
     t0 = time.time()
-    feats = {}
-    hits = []
+    with prog.bar(total=epoch, desc=f"{plan.name} train", unit="epoch") as bar:
+        def on_step(ep, step, steps, losses):
+            if step == steps - 1:
+                bar.n = ep + 1
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:3]}, refresh=True)
+                log(f"[{plan.name}] epoch {ep + 1}/{cfg.train.epochs} "
+                    + " ".join(f"{k}={v:.4g}" for k, v in losses.items()) + f" ({time.time() - t0:.0f} s)",
+                    opts.quiet or not prog.disable)
+        history = train(family, x, y, mdir / "train.pt", until=epoch, name=plan.name, progress=on_step,
+                        keep=lambda e: mdir / f"epoch-{e}.pt" if e in points else None)
+    for e, losses in enumerate(history if opts.on_epoch else [], 1):
+        opts.on_epoch(plan.name, e, losses)
+    return history
+
+
+def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, prog: Progress,
+                     refresh: bool = False) -> tuple[dict, bool]:
+    """Stage 3: every tap on both splits, from the cache keyed by the encoder's weights."""
+    enc_hash = state_dict_hash(encoder.state_dict())
+    feats, hits = {"encoder_hash": enc_hash}, []
     for split, x in (("train", ds.x_train), ("test", ds.x_test)):
         key = f"{enc_hash}-{ds.name}-{ds.fingerprint}-{split}"
+
         def compute(x=x, split=split):
             with prog.bar(total=x.shape[0], desc=f"{name} extract {split}", unit="img") as bar:
                 return extract(encoder, x, name=name, device=device, progress=lambda n: bar.update(n - bar.n))
-        feats[split], hit = cached_features(Path(opts.workdir) / "features", key, compute)
+        feats[split], hit = cached_features(Path(opts.workdir) / "features", key, compute, refresh=refresh)
         hits.append(hit)
-    extract_s = time.time() - t0
-    del family  # free critics/decoders before the protocols
+    return feats, all(hits)
 
-    log(f"[{name}] encoder ready (train {train_s:.0f} s), features {'cached' if all(hits) else 'extracted'} "
-        f"({extract_s:.0f} s); {len(todo)} protocol records to run", opts.quiet)
+
+def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, family: Family, history: list[dict],
+             ds: Dataset, opts: RunOptions, cfg: Resolved, layout: ResultsLayout, summary: RunSummary,
+             prog: Progress, timing: dict) -> None:
+    """Stage 4: one record per task, written atomically as soon as it is computed."""
     prov = provenance(opts.device)
-    for pspec, tap, seed, config, path in prog.iter(todo, desc=f"{name} protocols", unit="record"):
+    last = plan.epochs[-1]
+    for task in prog.iter(tasks, desc=f"{plan.name} protocols", unit="record"):
+        pspec = task.protocol
         imgs = pspec.needs_images
-        inp = ProtocolInput(tap,
-                            Split(feats["train"][tap], ds.y_train, ds.x_train if imgs else None),
-                            Split(feats["test"][tap], ds.y_test, ds.x_test if imgs else None),
-                            ds.n_classes, _artifact_stem(opts, ds, name, pspec.name, seed))
-        seed_everything(derive_seed(seed, pspec.name, tap))
+        stem = layout.artifact_stem(pspec.name, plan.name, task.seed, None if task.epoch == last else task.epoch)
+        inp = ProtocolInput(task.tap,
+                            Split(feats["train"][task.tap], ds.y_train, ds.x_train if imgs else None),
+                            Split(feats["test"][task.tap], ds.y_test, ds.x_test if imgs else None),
+                            ds.n_classes, stem)
+        seed_everything(derive_seed(task.seed, pspec.name, task.tap))
         t1 = time.time()
         try:
-            metrics = pspec.fn(inp, proto_cfgs[pspec.name], seed=seed, device=opts.device)
-            metrics = {k: (float(v) if isinstance(v, (int, float)) or torch.is_tensor(v) else v)
-                       for k, v in metrics.items()}
+            metrics = pspec.fn(inp, cfg.protocols[pspec.name], seed=task.seed, device=opts.device)
+            metrics = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) or torch.is_tensor(v)
+                           else v) for k, v in metrics.items()}
             ok, err = True, None
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:  # a protocol failure is recorded, the run goes on
             metrics, ok = {}, False
             err = f"{type(e).__name__}: {e}"
-            log(f"error: [{name}] {pspec.name} on {tap} (seed {seed}) failed: {err}")
-            if not opts.quiet:
-                traceback.print_exc(limit=3, file=sys.stderr)
-            summary.failures.append(f"{name}/{pspec.name}/{tap}/seed{seed}: {err}")
-        record = {"model": name, "display": config["display"], "dataset": ds.name,
-                  "dataset_note": ds.note, "protocol": pspec.name, "tap": tap, "seed": seed,
-                  "success": ok, "error": err, "metrics": metrics, "config": config,
-                  "config_hash": config_hash(config), "encoder_hash": enc_hash,
-                  "timing_s": {"protocol": round(time.time() - t1, 3), "train": round(train_s, 3),
-                               "extract": round(extract_s, 3), "features_cached": all(hits)},
-                  "provenance": prov, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write_json(path, record)
+            log(f"error: [{plan.name}] {pspec.name} on {task.tap} (seed {task.seed}, epoch {task.epoch}) failed: {err}")
+            summary.failures.append(f"{plan.name}/{pspec.name}/{task.tap}/seed{task.seed}/epoch{task.epoch}: {err}")
+        record = Record(model=plan.name, display=plan.spec.display, dataset=ds.name, protocol=pspec.name,
+                        tap=task.tap, seed=task.seed, epoch=task.epoch, success=ok, metrics=metrics,
+                        config=task.config, config_hash=config_hash(task.config),
+                        encoder_hash=feats["encoder_hash"], error=err, dataset_note=ds.note,
+                        preset=opts.preset.name, history=history,
+                        timing_s={"protocol": round(time.time() - t1, 3), **timing},
+                        provenance=prov, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        record.write(task.path)
         if ok:
-            log(f"[{name}] {pspec.name}/{tap}/seed{seed}: "
+            log(f"[{plan.name}] {pspec.name}/{task.tap}/seed{task.seed}/epoch{task.epoch}: "
                 + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
-                + f" ({record['timing_s']['protocol']:.0f} s)", opts.quiet)
-        summary.written.append(path)
+                + f" ({record.timing_s['protocol']:.0f} s)", opts.quiet)
+        summary.written.append(task.path)
 
 
-def _artifact_stem(opts: RunOptions, ds: Dataset, model: str, protocol: str, seed: int) -> Path:
-    return Path(opts.results) / ds.name / protocol / (model if seed == 0 else f"{model}-seed{seed}")
-
-
-def _is_done(path: Path, chash: str) -> bool:
+def _is_done(path: Path, chash: str, summary: RunSummary) -> bool:
     if not path.exists():
         return False
     try:
-        rec = read_json(path)
-    except (OSError, ValueError):
+        rec = Record.read(path)
+    except RecordError as e:
+        log(f"warning: invalid record, recomputing: {e}")
+        summary.invalid.append(str(e))
         return False
-    return bool(rec.get("success")) and rec.get("config_hash") == chash
+    return rec.success and rec.config_hash == chash
 
 
 def _training_subset(ds: Dataset, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,3 +391,4 @@ def _training_subset(ds: Dataset, cfg: TrainConfig) -> tuple[torch.Tensor, torch
         return ds.x_train, ds.y_train
     idx = torch.randperm(ds.x_train.shape[0], generator=generator(derive_seed(cfg.seed, "subset")))[:cfg.max_train]
     return ds.x_train[idx], ds.y_train[idx]
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,7 @@ from torch import nn
 from .config import TrainConfig
 from .nets import SharedEncoder
 from .seeding import derive_seed, generator
-from .storage import atomic_torch_save, load_checkpoint
+from .storage import CheckpointError, load_sealed, save_sealed
 
 
 def fused_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -40,9 +41,20 @@ class Family(nn.Module):
     Subclasses set ``display`` (the table's row name), build their networks in ``__init__`` and
     implement :meth:`train_step`. Families with several players override :meth:`optimizers` and
     update each player inside ``train_step``.
+
+    Identity: ``Config`` is the family's frozen settings dataclass (its fields are the constructor's
+    keyword arguments; ``--set SECTION.KEY=V`` with ``SECTION = section`` overrides them), and
+    ``version`` is bumped whenever the family's code changes what it computes. Both enter the
+    identity of every checkpoint and record; no free-text description does.
     """
 
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
     display: str = ""
+    section: str = ""     # --set section of the family's Config ("" = none)
+    version: int = 1
     trains: bool = True   # False: the encoder is used as initialised or as loaded (random, pretrained)
 
     def __init__(self, cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3):
@@ -52,10 +64,6 @@ class Family(nn.Module):
         self.encoder: nn.Module = SharedEncoder(in_channels)
 
     # -- declared by subclasses ------------------------------------------------------------------
-    def hparams(self) -> dict:
-        """Family-specific settings recorded with every result (estimator, beta, weights...)."""
-        return {}
-
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": self.adam(self.parameters())}
 
@@ -96,29 +104,41 @@ def _check_finite(losses: dict[str, torch.Tensor], where: str) -> dict[str, floa
 
 
 def train(family: Family, x: torch.Tensor, labels: torch.Tensor, ckpt_path: str | Path,
-          *, name: str = "model", progress: Callable | None = None) -> list[dict[str, float]]:
-    """Train ``family`` on images ``x`` (N, C, H, W, already on the device) for ``cfg.epochs``.
+          *, until: int | None = None, name: str = "model", progress: Callable | None = None,
+          keep: Callable[[int], Path | None] | None = None) -> list[dict[str, float]]:
+    """Train ``family`` on images ``x`` (N, C, H, W, already on the device) up to epoch ``until``
+    (default ``cfg.epochs``).
 
-    Resumes from ``ckpt_path`` when it exists; writes it atomically after every epoch. Returns the
-    per-epoch mean losses (including those of resumed epochs, restored from the checkpoint).
+    Resumes from ``ckpt_path`` when it exists; writes it atomically, sealed with a checksum, after
+    every epoch; ``keep(epoch)`` may name a path where that epoch's encoder-and-state snapshot is
+    kept too (evaluation points of a learning curve). Returns the per-epoch mean losses of every
+    epoch so far (those of resumed epochs restored from the checkpoint).
     """
     cfg = family.cfg
+    until = cfg.epochs if until is None else until
     ckpt_path = Path(ckpt_path)
     family.prepare(x.shape[0])
     opts = family.optimizers()
     history: list[dict[str, float]] = []
     start = 0
     if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=x.device)
-        family.load_state_dict(state["family"])
-        for k, o in opts.items():
-            o.load_state_dict(state["optim"][k])
+        state = load_sealed(ckpt_path, map_location=x.device)
+        try:
+            family.load_state_dict(state["family"])
+            for k, o in opts.items():
+                o.load_state_dict(state["optim"][k])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {ckpt_path} does not fit {name}: "
+                                  + " ".join(str(e).split())[:200]) from None
         start, history = int(state["epoch"]), list(state["history"])
+        if start > until:
+            raise CheckpointError(f"checkpoint {ckpt_path} is at epoch {start}, past the requested {until}, "
+                                  f"and no snapshot of epoch {until} was kept: --rerun {name} retrains it")
     n, bs = x.shape[0], cfg.batch_size
     steps = n // bs
     if steps == 0:
         raise ValueError(f"{name}: {n} training images is fewer than one batch of {bs}")
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, until):
         family.train()
         torch.manual_seed(derive_seed(cfg.seed, "train-step", epoch))
         perm = torch.randperm(n, generator=generator(derive_seed(cfg.seed, "shuffle", epoch))).to(x.device)
@@ -132,8 +152,22 @@ def train(family: Family, x: torch.Tensor, labels: torch.Tensor, ckpt_path: str 
             if progress:
                 progress(epoch, step, steps, losses)
         history.append({k: v / steps for k, v in sums.items()})
-        atomic_torch_save(ckpt_path, {"family": family.state_dict(),
-                                      "optim": {k: o.state_dict() for k, o in opts.items()},
-                                      "epoch": epoch + 1, "history": history})
+        state = {"family": family.state_dict(), "optim": {k: o.state_dict() for k, o in opts.items()},
+                 "epoch": epoch + 1, "history": history}
+        snapshot = keep(epoch + 1) if keep else None
+        if snapshot is not None:   # the family's weights and the history: enough to evaluate that epoch
+            save_sealed(snapshot, {"family": state["family"], "epoch": epoch + 1, "history": history})
+        save_sealed(ckpt_path, state)
     family.eval()
     return history
+
+
+def load_snapshot(family: Family, path: str | Path, device: torch.device | str = "cpu") -> list[dict[str, float]]:
+    """Load a kept epoch snapshot (written by :func:`train`) into ``family``; returns its loss history."""
+    state = load_sealed(path, map_location=device)
+    try:
+        family.load_state_dict(state["family"])
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"snapshot {path} does not fit the model: " + " ".join(str(e).split())[:200]) from None
+    family.eval()
+    return list(state["history"])

@@ -2,50 +2,96 @@
 
 Three ways in, all ending in the same :data:`repeval.registry.MODELS` entry:
 
-* a family class in ``models/`` decorated with ``@register_model("name", display="Name")``;
+* a family class in ``models/`` decorated with ``@register_model("name", display="Name", **config)``;
 * ``register_encoder("name", factory)`` in any file passed with ``--plugin path.py``;
 * a checkpoint (a state dict) with ``register_encoder(..., checkpoint="enc.pt")`` or the CLI's
   ``--pretrained name=enc.pt`` (shared encoder architecture);
 * a torchvision or timm model with ``register_backbone("r18", "torchvision:resnet18", weights=...)``
   or the CLI's ``--backbone r18=torchvision:resnet18:r18.pt`` (:mod:`repeval.backbones`).
+
+What identifies an encoder (and so every checkpoint and record made from it) is
+:func:`encoder_identity`: for a trained family its class, ``version``, family config, training
+config and architecture signature; for an encoder used as built or loaded, the content hash of its
+weights; in both cases the content hash of the plugin file that defines it, if it is a user's file.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
-from .config import TrainConfig
+from .config import TrainConfig, make_config, to_dict
 from .registry import MODELS
-from .storage import CheckpointError, load_checkpoint
+from .storage import CheckpointError, architecture_signature, file_hash, load_checkpoint, state_dict_hash
 from .train import Family
+
+_PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parent.parent / d) for d in ("repeval", "models", "protocols"))
+
+
+@functools.lru_cache(maxsize=None)
+def _code_hash(source: str | None) -> str | None:
+    """Content hash of a user's source file; None for repeval's own code (versioned instead)."""
+    if source is None or source.startswith(_PACKAGE_DIRS):
+        return None
+    try:
+        return file_hash(source)
+    except OSError:
+        return None
+
+
+def source_file(obj) -> str | None:
+    try:
+        return str(Path(inspect.getsourcefile(inspect.unwrap(obj))).resolve())
+    except (TypeError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     display: str
-    build: Callable[[TrainConfig, int, int], Family]   # (cfg, n_classes, in_channels) -> Family
-    source: str = "repeval"                            # "repeval", "plugin", "pretrained", "backbone"
+    build: Callable[..., Family]     # (train_cfg, n_classes, in_channels, overrides) -> Family
+    source: str = "repeval"          # "repeval", "plugin", "pretrained", "backbone"
+    section: str = ""                # the family's --set section ("" = none)
+    code: str | None = None          # content hash of the user's file that defines it
+
+    def family_config(self, overrides: dict | None = None):
+        """The family's resolved frozen config (defaults of this registration + ``--set`` overrides)."""
+        fam = getattr(self.build, "family", None)
+        if fam is None:
+            return None
+        values = {**self.build.defaults, **(overrides or {}).get(self.section, {})}
+        return make_config(fam.Config, values, self.section or self.name)
 
 
-def register_model(name: str, display: str | None = None, **kwargs):
-    """Class decorator for a :class:`Family`; ``kwargs`` are passed to its constructor.
+def register_model(name: str, display: str | None = None, **defaults):
+    """Class decorator for a :class:`Family`; ``defaults`` are values of its ``Config``.
 
-    The same class can be registered under several names with different kwargs
-    (``register_model("beta-vae", "β-VAE", beta=4.0)(VAE)``).
+    The same class can be registered under several names with different defaults
+    (``register_model("beta-vae", "β-VAE", beta=4.0)(VAE)``); ``--set SECTION.KEY=V`` overrides
+    them for every registration of the family.
     """
     def deco(cls):
         shown = display or cls.display or name
+        section = cls.section or cls.__name__.lower()
+        spec_holder = {}
 
-        def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3) -> Family:
-            fam = cls(cfg, n_classes=n_classes, in_channels=in_channels, **kwargs)
-            fam.display = shown
+        def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3, overrides: dict | None = None) -> Family:
+            fcfg = spec_holder["spec"].family_config(overrides)
+            fam = cls(cfg, n_classes=n_classes, in_channels=in_channels, **to_dict(fcfg))
+            fam.fcfg, fam.display = fcfg, shown
             return fam
         build.__wrapped__ = cls  # so duplicate-name errors point at the class
-        MODELS.register(name, ModelSpec(name, shown, build))
+        build.family, build.defaults = cls, dict(defaults)
+        make_config(cls.Config, defaults, f"{name} (register_model)")   # bad defaults fail at import
+        spec = ModelSpec(name, shown, build, section=section, code=_code_hash(source_file(cls)),
+                         source="repeval" if _code_hash(source_file(cls)) is None else "plugin")
+        spec_holder["spec"] = spec
+        MODELS.register(name, spec)
         return cls
     return deco
 
@@ -64,14 +110,9 @@ class FrozenEncoder(Family):
             load_encoder_weights(encoder, checkpoint)
 
     def describe(self) -> dict:
-        """What this frozen encoder is, for its records: class and checkpoint, plus the encoder's own
-        ``describe()`` when it has one (a backbone: architecture, weights' hash, taps, input adaptation)."""
-        own = getattr(self.encoder, "describe", None)
-        return {"checkpoint": self.checkpoint, "class": type(self.encoder).__qualname__,
-                **(own() if callable(own) else {})}
-
-    def hparams(self) -> dict:
-        return self.describe()
+        """What identifies this encoder beyond its weights (overridden by adapters, e.g. backbones)."""
+        describe = getattr(self.encoder, "describe", None)
+        return {"class": type(self.encoder).__qualname__, **(describe() if callable(describe) else {})}
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
@@ -95,12 +136,12 @@ def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint:
     """Register a user's encoder (any ``nn.Module`` returning a mapping of taps) under ``name``."""
     shown = display or name
 
-    def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3) -> Family:
+    def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3, overrides: dict | None = None) -> Family:
         fam = FrozenEncoder(cfg, factory(), checkpoint, n_classes=n_classes)
         fam.display = shown
         return fam
     build.__wrapped__ = factory
-    spec = ModelSpec(name, shown, build, source)
+    spec = ModelSpec(name, shown, build, source, code=_code_hash(source_file(factory)))
     MODELS.register(name, spec)
     return spec
 
@@ -128,3 +169,42 @@ def register_backbone_spec(name: str, spec, display: str | None = None) -> Model
     if name in MODELS and getattr(MODELS.get(name).build, "__wrapped__", None) == spec:
         return MODELS.get(name)
     return register_encoder(name, spec, display=display, source="backbone")
+
+
+def encoder_identity(spec: ModelSpec, family: Family) -> dict:
+    """Everything that can change the numbers computed from this model's encoder (see module doc).
+
+    Call on the freshly built family (before training or loading a training checkpoint)."""
+    ident = {"family": type(family).__qualname__, "version": family.version, "code": spec.code}
+    if family.trains:
+        fcfg = getattr(family, "fcfg", None)
+        ident.update(kind="trained", config=to_dict(fcfg) if fcfg is not None else {},
+                     train=family.cfg.identity(), arch=architecture_signature(family.state_dict()))
+    else:
+        ident.update(kind="frozen", weights=state_dict_hash(family.encoder.state_dict()),
+                     arch=architecture_signature(family.encoder.state_dict()),
+                     describe=family.describe() if hasattr(family, "describe") else {})
+        if not isinstance(family, FrozenEncoder):   # seeded initialisation (the random-init floor)
+            ident["seed"] = family.cfg.seed
+    return ident
+
+
+def family_sections() -> dict[str, type]:
+    """``--set`` section name -> the family Config class, over every registered family."""
+    out = {}
+    for n in MODELS:
+        spec = MODELS.get(n)
+        fam = getattr(spec.build, "family", None)
+        if fam is not None and spec.section:
+            out[spec.section] = fam.Config
+    return out
+
+
+def check_family_overrides(overrides: dict, models: list[str]) -> None:
+    """Each family section in ``overrides`` must resolve for every requested model of that family."""
+    for n in models:
+        spec = MODELS.get(n)
+        if spec.section in overrides:
+            spec.family_config(overrides)
+
+

@@ -15,3 +15,12 @@ def tiny_run(tmp_path):
                 "--workdir", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
                 "--set", "train.epochs=1", "--set", "train.max_train=256", "--set", "mlp.epochs=2", *extra]
     return args
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tiny nets: fastest, and immune to CPU oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

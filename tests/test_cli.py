@@ -85,7 +85,8 @@ def test_logging_levels_and_log_file(tmp_path, capsys):
     setup_logging(0)
     log("info line A")
     log("error: broken B")
-    assert capsys.readouterr().err.splitlines() == ["info line A", "repeval: error: broken B"]
+    log("warning: odd C", quiet=True)
+    assert capsys.readouterr().err.splitlines() == ["info line A", "repeval: error: broken B", "repeval: warning: odd C"]
     setup_logging(-1, path)                                    # -q with a log file
     log("info line C")
     LOGGER.debug("debug line D")
@@ -145,7 +146,7 @@ def test_tensorboard_writes_epoch_losses(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = TensorBoardLog(tmp_path / "tb")
-    for epoch, loss in ((1, 0.75), (2, 0.5)):
+    for epoch, loss in ((1, 0.75), (1, 0.75), (2, 0.5)):           # an epoch passed twice is written once
         tb("dim-l", epoch, {"loss": loss, "critic": torch.tensor(1.5)})
     tb.close()
     acc = EventAccumulator(str(tmp_path / "tb"))

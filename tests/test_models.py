@@ -14,7 +14,7 @@ from repeval.cli import main as cli_main
 from repeval.config import TrainConfig
 from repeval.critics import DotCritic, gan_losses_with_gp
 from repeval.registry import MODELS
-from repeval.storage import atomic_torch_save, load_checkpoint
+from repeval.storage import atomic_torch_save, load_checkpoint, load_sealed
 from repeval.train import train
 
 repeval.load_builtins()
@@ -42,14 +42,14 @@ def one_thread():
 
 
 def make_cfg(**kw) -> TrainConfig:
-    base = dict(epochs=1, batch_size=32, critic_units=32)
+    base = dict(epochs=1, batch_size=32)
     base.update(kw)
     return TrainConfig(**base)
 
 
-def build(name: str, seed: int = 0, **kw):
+def build(name: str, seed: int = 0, critic_units: int = 32, **kw):
     torch.manual_seed(seed)
-    return MODELS.get(name).build(make_cfg(**kw), 10, 3)
+    return MODELS.get(name).build(make_cfg(**kw), 10, 3, {"dim": {"critic_units": critic_units}})
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,8 @@ def test_list_shows_the_zoo(capsys):
         assert any(line.split()[:1] == [name] and display in line for line in text.splitlines()), name
 
 
-def test_hparams_state_the_choices():
-    hp = {n: MODELS.get(n).build(make_cfg(), 10, 3).hparams() for n in TRAINED}
+def test_family_configs_state_the_choices():
+    hp = {n: vars(build(n).fcfg) for n in TRAINED}
     assert hp["beta-vae"]["beta"] == 4.0 and hp["vae"]["beta"] == 1.0
     assert (hp["dim-g"]["alpha"], hp["dim-g"]["beta"], hp["dim-g"]["gamma"]) == (1.0, 0.0, 1.0)
     assert (hp["dim-lg"]["alpha"], hp["dim-lg"]["beta"], hp["dim-lg"]["gamma"]) == (0.5, 0.1, 0.1)
@@ -129,7 +129,7 @@ def test_train_one_epoch_and_checkpoint_round_trip(name, data, tmp_path):
     sa, sb = fam.state_dict(), other.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     # the training checkpoint holds the same family state
-    ck = load_checkpoint(tmp_path / "train.pt")
+    ck = load_sealed(tmp_path / "train.pt")
     assert all(torch.equal(ck["family"][k], sa[k]) for k in sa)
 
 

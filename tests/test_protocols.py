@@ -20,7 +20,8 @@ from repeval.protocol import ProtocolFailure, ProtocolInput, Split
 from repeval.protocols.mine import MINEConfig, estimate_mi, estimate_mi_details, mine_protocol
 from repeval.protocols.mlp import MLPConfig, mlp_probe
 from repeval.protocols.ndm import NDMConfig, ndm_protocol, neural_dependency, shuffle_columns
-from repeval.protocols.recon import ReconConfig, ms_ssim, recon_protocol, ssim, ssim_components, gaussian_window, to_unit
+from repeval.protocols.recon import ReconConfig, recon_protocol
+from repeval.ssim import gaussian_window, ms_ssim, ssim, ssim_components, to_unit
 from repeval.protocols.svm import SVMConfig, hinge_loss_grad, svm_protocol, svm_select_and_fit
 from repeval.seeding import generator
 

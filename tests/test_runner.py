@@ -26,10 +26,10 @@ def _metrics(results: Path) -> dict[str, dict]:
 def test_cli_run_writes_records_then_rerun_computes_nothing(tmp_path, tiny_run, monkeypatch, capsys):
     assert main(tiny_run()) == 0
     recs = _records(tmp_path / "results")
-    assert sorted(recs) == [f"digits/records/ae/mlp/{t}-seed0.json" for t in ("conv", "fc", "y")]
-    r = recs["digits/records/ae/mlp/conv-seed0.json"]
+    assert sorted(recs) == [f"digits/records/ae/mlp/{t}-seed0-epoch1.json" for t in ("conv", "fc", "y")]
+    r = recs["digits/records/ae/mlp/conv-seed0-epoch1.json"]
     assert r["success"] and 0 <= r["metrics"]["accuracy"] <= 100
-    assert r["config"]["train"]["epochs"] == 1 and r["config"]["protocol_config"]["epochs"] == 2
+    assert r["epoch"] == 1 and r["config"]["protocol_config"]["epochs"] == 2 and r["history"][0]["mse"] > 0
     assert r["provenance"]["versions"]["torch"] and r["config_hash"] and r["encoder_hash"]
 
     def forbidden(*a, **k):
@@ -44,7 +44,7 @@ def test_cli_run_writes_records_then_rerun_computes_nothing(tmp_path, tiny_run, 
 def test_resume_between_records_uses_caches(tmp_path, tiny_run, monkeypatch):
     assert main(tiny_run()) == 0
     before = _metrics(tmp_path / "results")
-    os.remove(tmp_path / "results/digits/records/ae/mlp/fc-seed0.json")
+    os.remove(tmp_path / "results/digits/records/ae/mlp/fc-seed0-epoch1.json")
 
     def forbidden(*a, **k):
         raise AssertionError("recomputed")
@@ -99,8 +99,9 @@ def test_plugin_encoder_with_own_taps(tmp_path, tiny_run, capsys):
     plugin.write_text(PLUGIN.format(tag="a"))
     assert main(["--plugin", str(plugin)] + tiny_run(models="tiny-a")) == 0
     recs = _records(tmp_path / "results")
-    assert sorted(recs) == [f"digits/records/tiny-a/mlp/{t}-seed0.json" for t in ("code", "pixels")]
-    assert all(r["display"] == "Tiny user encoder" and r["config"]["train"] is None for r in recs.values())
+    assert sorted(recs) == [f"digits/records/tiny-a/mlp/{t}-seed0-epoch0.json" for t in ("code", "pixels")]
+    assert all(r["display"] == "Tiny user encoder" and r["config"]["encoder"]["kind"] == "frozen"
+               and r["config"]["encoder"]["code"] for r in recs.values())
     assert main(["--plugin", str(plugin), "list"]) == 0
     assert "tiny-a" in capsys.readouterr().out
 
@@ -124,21 +125,22 @@ def test_pretrained_checkpoint(tmp_path, tiny_run, capsys):
     torch.save(enc.state_dict(), tmp_path / "enc.pt")
     try:
         assert main(["--pretrained", f"mine={tmp_path / 'enc.pt'}"] + tiny_run(models="mine")) == 0
-        rec = _records(tmp_path / "results")["digits/records/mine/mlp/y-seed0.json"]
+        rec = _records(tmp_path / "results")["digits/records/mine/mlp/y-seed0-epoch0.json"]
         from repeval.storage import state_dict_hash
         assert rec["encoder_hash"] == state_dict_hash(enc.state_dict())
     finally:
         MODELS.unregister("mine")
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     try:
-        assert main(["--pretrained", f"bad={tmp_path / 'bad.pt'}"] + tiny_run(models="bad")) == 2
+        assert main(["--pretrained", f"bad={tmp_path / 'bad.pt'}"] + tiny_run(models="bad,random")) == 1
     finally:
         MODELS.unregister("bad")
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "cannot load checkpoint" in err and "bad.pt" in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "cannot load checkpoint" in err[0] and "bad.pt" in err[0]
+    assert "3 records written" in err[1]    # one bad checkpoint does not stop the other models
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
     try:
-        assert main(["--pretrained", f"wrong={tmp_path / 'wrong.pt'}"] + tiny_run(models="wrong")) == 2
+        assert main(["--pretrained", f"wrong={tmp_path / 'wrong.pt'}"] + tiny_run(models="wrong")) == 1
     finally:
         MODELS.unregister("wrong")
     assert "does not fit SharedEncoder" in capsys.readouterr().err
@@ -186,7 +188,7 @@ def test_kill9_mid_run_resumes_to_identical_numbers(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list(ckpts.rglob("train.pt")), "no checkpoint appeared before the deadline"
-    epoch_at_kill = torch.load(next(ckpts.rglob("train.pt")), weights_only=True)["epoch"]
+    epoch_at_kill = torch.load(next(ckpts.rglob("train.pt")), weights_only=True)["payload"]["epoch"]
     assert epoch_at_kill < 3
     subprocess.run(cmd(run), check=True, capture_output=True, timeout=300)
     assert _metrics(run / "r") == _metrics(ref / "r")

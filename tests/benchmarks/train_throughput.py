@@ -126,9 +126,10 @@ def main(argv=None) -> int:
     from repeval.registry import MODELS
     repeval.load_builtins()
 
-    cfg = TrainConfig(critic_units=args.critic_units, precision=args.precision, batch_size=args.batch_size)
+    cfg = TrainConfig(precision=args.precision, batch_size=args.batch_size)
+    units = {"dim": {"critic_units": args.critic_units}}
     names = [n.strip() for n in args.families.split(",") if n.strip()] or \
-        [n for n in MODELS if MODELS.get(n).build(TrainConfig(critic_units=8), 10, 3).trains]
+        [n for n in MODELS if MODELS.get(n).build(TrainConfig(), 10, 3, {"dim": {"critic_units": 8}}).trains]
     dev = torch.device(args.device)
     n, bs = args.batch_size * (args.batches + 1), args.batch_size
     g = torch.Generator().manual_seed(0)
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
     runners = {}
     for name in [REF, *names]:
         torch.manual_seed(0)
-        fam = (encoder_reference(cfg) if name == REF else MODELS.get(name).build(cfg, 10, 3)).to(dev)
+        fam = (encoder_reference(cfg) if name == REF else MODELS.get(name).build(cfg, 10, 3, units)).to(dev)
         fam.prepare(n)
         opts = fam.optimizers()
         fam.train()

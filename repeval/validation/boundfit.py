@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .estimators import pairwise_bound
-from .seeding import derive_seed, generator
+from ..estimators import pairwise_bound
+from ..seeding import derive_seed, generator
 
 ESTIMATORS = ("dv", "jsd", "infonce")
 

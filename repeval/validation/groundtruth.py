@@ -1,7 +1,8 @@
-"""Distributions with known mutual information / total correlation, for ``repeval validate``.
+"""Distributions with known mutual information / total correlation: the one home of the closed
+forms ``repeval validate`` checks against.
 
-Pure math and seeded samplers, no I/O, no training (DIM_SPEC.md "MI estimator ground truth";
-MINE, Belghazi et al. 2018, Sec. 5.1):
+Pure math and seeded samplers, no I/O, no training (MINE, Belghazi et al. 2018, Sec. 5.1;
+Czyz et al., "Beyond Normal: On the Evaluation of Mutual Information Estimators", NeurIPS 2023):
 
 - correlated Gaussians: X, Y in R^d, corr(X_i, Y_j) = rho * delta_ij,
   I(X; Y) = -(d/2) log(1 - rho^2)  (:func:`repeval.estimators.gaussian_mi`);
@@ -9,20 +10,30 @@ MINE, Belghazi et al. 2018, Sec. 5.1):
   an invertible map g applied to X leaves it unchanged, I(g(X); Y) = I(X; Y). Written the MINE
   way, the pair (X', Y) = (g(X), Y) satisfies Y = f(X') + sigma * eps with f = g^-1 invertible;
 - Gaussian codes with correlation matrix R: total correlation
-  TC = KL(p(z) || prod_i p(z_i)) = -1/2 log det R  (:func:`repeval.estimators.gaussian_total_correlation`).
+  TC = KL(p(z) || prod_i p(z_i)) = -1/2 log det R  (:func:`repeval.estimators.gaussian_total_correlation`);
+- multivariate Student-t (heavy tails): (X, Y) = (X0, Y0) / sqrt(W / nu), (X0, Y0) the correlated
+  Gaussians above, W ~ chi^2_nu. Its MI is the Gaussian MI of the same dispersion matrix plus a
+  correction that depends only on nu and the dimensions (Arellano-Valle, Contreras-Reyes & Genton,
+  Scand. J. Stat. 40, 2013, Eq. 7 for the entropies; Czyz et al. 2023, Sec. 3):
+  I = I_Gauss + f(nu) + f(nu + d_x + d_y) - f(nu + d_x) - f(nu + d_y),
+  f(k) = log Gamma(k/2) - (k/2) psi(k/2)  (:func:`student_t_mi`). The correction is > 0: a Student-t
+  pair is dependent even with an identity dispersion (the shared scale W).
 """
 from __future__ import annotations
 
 import math
 from typing import Callable
 
+import numpy as np
 import torch
+from scipy.special import digamma, gammaln
 
-from .estimators import gaussian_mi, gaussian_total_correlation
-from .seeding import derive_seed, generator
+from ..estimators import gaussian_mi, gaussian_total_correlation
+from ..seeding import derive_seed, generator
 
 __all__ = ["gaussian_mi", "gaussian_total_correlation", "noisy_channel_mi", "sample_correlated_gaussian",
-           "sample_noisy_channel", "invertible_map", "INVERTIBLE_MAPS", "factor_correlation",
+           "sample_noisy_channel", "student_t_correction", "student_t_mi", "sample_student_t",
+           "invertible_map", "INVERTIBLE_MAPS", "factor_correlation",
            "correlation_for_tc", "sample_gaussian_code"]
 
 
@@ -45,6 +56,33 @@ def sample_noisy_channel(n: int, d: int, sigma: float, seed: int) -> tuple[torch
     g = generator(seed)
     x = torch.randn(n, d, generator=g)
     return x, x + sigma * torch.randn(n, d, generator=g)
+
+
+# --- multivariate Student-t (heavy tails) -------------------------------------------------------
+
+def student_t_correction(dof: float, dim_x: int, dim_y: int) -> float:
+    """I(X; Y) of a Student-t pair minus that of the Gaussian pair with the same dispersion, nats:
+    f(nu) + f(nu + d_x + d_y) - f(nu + d_x) - f(nu + d_y), f(k) = log Gamma(k/2) - (k/2) psi(k/2)
+    (from the Student-t entropy, Arellano-Valle et al. 2013, Eq. 7; positive, -> 0 as nu -> inf)."""
+    def f(k: float) -> float:
+        return float(gammaln(k / 2) - k / 2 * digamma(k / 2))
+    return f(dof) + f(dof + dim_x + dim_y) - f(dof + dim_x) - f(dof + dim_y)
+
+
+def student_t_mi(rho: float, d: int, dof: float) -> float:
+    """I(X; Y) nats of a d x d Student-t pair with ``dof`` degrees of freedom and dispersion
+    [[I, rho I], [rho I, I]]: -(d/2) log(1 - rho^2) + :func:`student_t_correction` (dof, d, d)."""
+    return gaussian_mi(rho, d) + student_t_correction(dof, d, d)
+
+
+def sample_student_t(n: int, d: int, rho: float, dof: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n pairs (X, Y) in R^d x R^d of the Student-t of :func:`student_t_mi`: correlated Gaussians
+    (corr(X_i, Y_j) = rho delta_ij) divided, per pair, by one shared sqrt(W / dof), W ~ chi^2_dof."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    y = rho * x + math.sqrt(max(0.0, 1.0 - rho * rho)) * rng.standard_normal((n, d))
+    scale = np.sqrt(rng.chisquare(dof, n) / dof)[:, None]
+    return torch.from_numpy(x / scale).float(), torch.from_numpy(y / scale).float()
 
 
 # --- invertible maps (for the invariance check) --------------------------------------------------

@@ -1,38 +1,28 @@
-"""``repeval validate``: check the benchmark's estimators against distributions with known answers.
+"""Run the registered checks, write their files, rebuild reports from stored rows; the CLI entry.
 
-Runs, with the same estimator code the protocols use (project issue 7):
-
-1. Gaussian sweep (MINE, Belghazi et al. 2018, Sec. 5.1.1): MINE (protocols/mine.py) and DIM's
-   DV / JSD / infoNCE bounds (repeval.estimators, small separable critic) vs
-   I = -(d/2) log(1 - rho^2), d = 2 and 20.
-2. Invariance: MINE on (g(X), X + sigma eps) for invertible g vs (d/2) log(1 + 1/sigma^2).
-3. NDM calibration (protocols/ndm.py) on Gaussian codes with TC = -1/2 log det R.
-4. SSIM / MS-SSIM sanity (protocols/recon.py metrics): identity = 1, decreasing under noise and blur.
-
-Each check prints PASS/FAIL lines against the tolerances stated in
-:mod:`repeval.validate_config`; the exit status is 1 when any check fails. Outputs under ``--out``
-(``--quick`` writes to ``<out>/quick`` so it never overwrites the committed full run): one CSV,
-Markdown table and PNG per check, ``summary.md`` and ``summary.json`` (config, config_hash,
-provenance, wall time per check), all written atomically. Deterministic for a fixed seed on CPU
-(for a given torch thread count). :func:`rebuild_reports` re-judges and rewrites the reports of a
-finished run from its stored rows, without re-running any estimator.
+Outputs under ``--out`` (``--quick`` writes to ``<out>/quick`` so it never overwrites the committed
+full run): per check a CSV and a Markdown table and its plot(s), then ``summary.md`` and
+``summary.json`` (config, config_hash, provenance, wall time per check), all written atomically.
+Deterministic for a fixed seed on CPU (for a given torch thread count). :func:`rebuild_reports`
+re-judges and rewrites the reports of a finished run from its stored rows, without re-running any
+estimator.
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .config import config_hash
-from .progress import log as progress_log
-from .provenance import provenance
-from .storage import atomic_write_json, atomic_write_text, read_json
-from .validate_checks import run_check
-from .validate_config import ValidateConfig, full_config, quick_config
-from .validate_judge import CheckResult, judge
-from .validate_report import summary_markdown, write_check
+from ..config import ConfigError, config_hash
+from ..progress import log as progress_log
+from ..provenance import provenance
+from ..storage import atomic_write_json, atomic_write_text, read_json
+from .config import ValidateConfig, full_config, quick_config
+from .registry import CheckResult, Log, get_check
+from .report import summary_markdown, write_check
 
 
 def _jsonable(x):
@@ -43,6 +33,27 @@ def _jsonable(x):
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     return x
+
+
+def _floats(row: dict) -> dict:
+    return {k: float("nan") if v is None else v for k, v in row.items()}
+
+
+def judge(name: str, cfg: ValidateConfig, rows: list[dict], *, wall_s: float = 0.0, info: dict | None = None
+          ) -> CheckResult:
+    """Verdicts, notes and column meanings of check ``name`` for its measured ``rows``."""
+    chk = get_check(name)
+    info = dict(info or {})
+    verdicts, notes = chk.judge(cfg, cfg.of(name), rows, info)
+    return CheckResult(name, rows, chk.column_meanings(rows), verdicts, notes + list(info.get("notes", [])),
+                       wall_s, info)
+
+
+def run_check(name: str, cfg: ValidateConfig, device: str, log: Log) -> CheckResult:
+    """Measure check ``name`` (wall time recorded) and judge it against its stated tolerances."""
+    t0 = time.perf_counter()
+    rows, info = get_check(name).measure(cfg, cfg.of(name), device, log)
+    return judge(name, cfg, rows, wall_s=time.perf_counter() - t0, info=info)
 
 
 def check_record(res: CheckResult, files: list[Path], out: Path) -> dict:
@@ -64,14 +75,14 @@ def run_validation(cfg: ValidateConfig, out: Path, *, device: str = "cpu", mode:
     for name in cfg.checks:
         log(f"[validate] {name} ...")
         res = run_check(name, cfg, device, log)
-        files = write_check(res, out)
-        checks[name] = check_record(res, files, out)
+        checks[name] = check_record(res, write_check(get_check(name), res, out), out)
         for v in res.verdicts:
             log(f"  {v.line()}")
         log(f"[validate] {name}: {'PASS' if res.passed else 'FAIL'} ({res.wall_s:.1f} s)")
+    conf = cfg.to_dict()
     summary = {"mode": mode, "device": device, "torch_threads": torch.get_num_threads(),
-               "total_s": round(time.perf_counter() - t0, 2), "config": dataclasses.asdict(cfg),
-               "config_hash": config_hash({"validate": cfg}), "provenance": provenance(device),
+               "total_s": round(time.perf_counter() - t0, 2), "config": conf,
+               "config_hash": config_hash({"validate": conf}), "provenance": provenance(device),
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "checks": checks}
     return _write_summary(summary, out)
 
@@ -83,15 +94,6 @@ def _write_summary(summary: dict, out: Path) -> dict:
     return summary
 
 
-def _config_from_json(d: dict) -> ValidateConfig:
-    fields = {f.name: f for f in dataclasses.fields(ValidateConfig)}
-    return ValidateConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
-
-
-def _floats(row: dict) -> dict:
-    return {k: float("nan") if v is None else v for k, v in row.items()}
-
-
 def rebuild_reports(out: Path) -> dict:
     """Re-judge and rewrite every table, plot and summary under ``out`` from its stored
     ``summary.json`` rows, without re-running any estimator (verdicts/plots changed, data not).
@@ -99,12 +101,12 @@ def rebuild_reports(out: Path) -> dict:
     Measurements, wall times, provenance and creation time are kept; ``rebuilt`` records when."""
     out = Path(out)
     summary = read_json(out / "summary.json")
-    cfg = _config_from_json(summary["config"])
-    if config_hash({"validate": cfg}) != summary["config_hash"]:
-        raise ValueError(f"{out}/summary.json: config does not match its config_hash")
+    if config_hash({"validate": summary["config"]}) != summary["config_hash"]:
+        raise ConfigError(f"{out}/summary.json: config does not match its config_hash")
+    cfg = ValidateConfig.from_dict(summary["config"])
     for name, c in summary["checks"].items():
         res = judge(name, cfg, [_floats(r) for r in c["rows"]], wall_s=c["wall_s"], info=c.get("info") or {})
-        summary["checks"][name] = check_record(res, write_check(res, out), out)
+        summary["checks"][name] = check_record(res, write_check(get_check(name), res, out), out)
     summary["rebuilt"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return _write_summary(summary, out)
 

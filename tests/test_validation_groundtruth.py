@@ -1,31 +1,19 @@
-"""repeval validate: closed forms against numerical integration / Monte Carlo, samplers, maps,
-and a tiny end-to-end run (files, provenance, PASS lines, non-zero exit on failure)."""
+"""repeval.validation's tools: closed forms against numerical integration / Monte Carlo, samplers,
+invertible maps, image perturbations, the stacked bound fitter."""
 from __future__ import annotations
 
-import argparse
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
 from scipy import integrate
-from scipy.stats import multivariate_normal, norm
+from scipy.stats import multivariate_normal, multivariate_t, norm
 
-from repeval import groundtruth as gt
-from repeval.boundfit import BoundFitConfig, fit_bound
-from repeval.perturb import add_noise, gaussian_blur, synthetic_images
-from repeval.validate import cmd_validate, rebuild_reports, run_validation
-from repeval.validate_config import quick_config
-
-
-@pytest.fixture
-def one_thread():
-    """The validation nets are tiny: one thread is fastest and immune to CPU oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from repeval.ssim import gaussian_window
+from repeval.validation import groundtruth as gt
+from repeval.validation.boundfit import BoundFitConfig, fit_bound
+from repeval.validation.perturb import add_noise, gaussian_blur, synthetic_images
 
 
 def _mi_by_integration(logp_joint, logp_x, logp_y, lim: float = 10.0, n: int = 1201) -> float:
@@ -80,7 +68,7 @@ def test_samplers_have_the_stated_moments():
     assert torch.allclose(torch.corrcoef(z.T).double(), corr, atol=0.02)
 
 
-# lower Lipschitz constants claimed in repeval/groundtruth.py: |f(a) - f(b)| >= c |a - b| => injective
+# lower Lipschitz constants claimed in repeval/validation/groundtruth.py: |f(a) - f(b)| >= c |a - b| => injective
 LOWER_LIPSCHITZ = {"identity": 1.0, "linear": math.exp(-1.0), "residual_mlp": (1 - 0.45) ** 2}
 
 
@@ -100,6 +88,31 @@ def test_maps_are_invertible(name):
     assert name == "identity" or not torch.allclose(fa, a)
 
 
+@pytest.mark.parametrize("d, dof, rho", [(1, 1.0, 0.5), (2, 3.0, 0.0), (5, 2.0, 0.0)])
+def test_student_t_mi_matches_monte_carlo(d, dof, rho):
+    """I = E[log p(x, y) - log p(x) - log p(y)] over the sampler's own pairs (so the sampler is
+    checked too), with scipy's multivariate t densities; dispersion [[I, rho I], [rho I, I]]."""
+    x, y = gt.sample_student_t(200_000, d, rho, dof, seed=3)
+    xy = torch.cat([x, y], 1).double().numpy()
+    eye = np.eye(d)
+    shape = np.block([[eye, rho * eye], [rho * eye, eye]])
+    terms = (multivariate_t(np.zeros(2 * d), shape, df=dof).logpdf(xy)
+             - multivariate_t(np.zeros(d), eye, df=dof).logpdf(xy[:, :d])
+             - multivariate_t(np.zeros(d), eye, df=dof).logpdf(xy[:, d:]))
+    se = terms.std() / math.sqrt(len(terms))
+    truth = gt.student_t_mi(rho, d, dof)
+    assert abs(terms.mean() - truth) < 4 * se + 2e-3, (terms.mean(), truth, se)
+    assert truth > gt.gaussian_mi(rho, d)                   # the shared scale adds dependence
+
+
+def test_student_t_tends_to_the_gaussian():
+    assert gt.student_t_correction(2.0, 5, 5) == pytest.approx(0.4482, abs=1e-4)   # Czyz et al.'s 5x5, dof 2
+    c = [gt.student_t_correction(dof, 3, 3) for dof in (1.0, 3.0, 10.0, 100.0)]
+    assert c[0] > c[1] > c[2] > c[3] > 0 and c[3] < 1e-3          # -> 0: the Gaussian limit
+    a, b = gt.sample_student_t(10, 2, 0.3, 2.0, seed=1), gt.sample_student_t(10, 2, 0.3, 2.0, seed=1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
 def test_perturbations_are_ordered():
     x = synthetic_images(4, seed=0)
     assert x.shape == (4, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
@@ -107,6 +120,12 @@ def test_perturbations_are_ordered():
     errs = [float((gaussian_blur(x, s) - x).abs().mean()) for s in (0.5, 1.0, 2.0)]
     assert errs[0] < errs[1] < errs[2]
     assert torch.equal(add_noise(x, 0.1, 5), add_noise(x, 0.1, 5))
+    # the blur's window is the SSIM window (one Gaussian), radius ceil(3 sigma): blurring a point
+    # source away from the border reproduces its outer product
+    dirac = torch.zeros(1, 1, 21, 21)
+    dirac[0, 0, 10, 10] = 1.0
+    w = gaussian_window(7, 1.0)
+    assert torch.allclose(gaussian_blur(dirac, 1.0)[0, 0, 7:14, 7:14], w[:, None] * w[None, :], atol=1e-7)
 
 
 def test_bound_fit_is_deterministic_and_infonce_is_capped(one_thread):
@@ -116,53 +135,3 @@ def test_bound_fit_is_deterministic_and_infonce_is_capped(one_thread):
     assert a == fit_bound(x, y, "infonce", cfg, seed=1)
     assert a["infonce"] <= math.log(32) + 1e-6
     assert 0.0 <= a["jsd"] <= 2 * math.log(2) + 1e-6
-
-
-def _tiny(**kw):
-    base = dict(n_samples=2000, dims=(2,), rhos=(0.0, 0.8), mine_steps=150, mine_hidden=64, mine_x_features=32,
-                mine_batch_size=128, bound_steps=150, bound_hidden=64, bound_embed=16,
-                inv_sigmas=(0.5,), inv_maps=("identity", "linear"),
-                ndm_dim=8, ndm_tcs=(0.0, 0.5), ndm_n_samples=1000, ndm_steps=60, ndm_batch_size=256,
-                ssim_images=4, noise_levels=(0.0, 0.1, 0.3), blur_levels=(0.0, 1.0, 2.0))
-    base.update(kw)
-    return quick_config(**base)
-
-
-def test_tiny_validation_run_writes_everything(tmp_path, one_thread):
-    cfg = _tiny()
-    s = run_validation(cfg, tmp_path, mode="test", quiet=True)
-    for name in ("gaussian.csv", "gaussian.md", "gaussian_d2.png", "gaussian_bias.csv", "invariance.csv",
-                 "invariance.png", "ndm.csv", "ndm.png", "ssim.csv", "ssim.md", "ssim.png", "summary.md",
-                 "summary.json"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    js = json.loads((tmp_path / "summary.json").read_text())
-    assert js["config_hash"] == s["config_hash"] and js["provenance"]["versions"]["torch"]
-    assert js["config"]["rhos"] == [0.0, 0.8]
-    assert set(js["checks"]) == {"gaussian", "invariance", "ndm", "ssim"}
-    assert all(js["checks"][c]["wall_s"] >= 0 for c in js["checks"])
-    assert js["checks"]["ssim"]["passed"], js["checks"]["ssim"]["lines"]
-    g = {v["name"]: v["passed"] for v in js["checks"]["gaussian"]["verdicts"]}
-    # cheap, robust properties: lower bounds do not overestimate; infoNCE stays below log K
-    assert g["mine_no_overestimate"] and g["dv_no_overestimate"] and g["infonce_ceiling"]
-    n = {v["name"]: v["passed"] for v in js["checks"]["ndm"]["verdicts"]}
-    assert n["zero_at_independence"] and n["monotone"]
-    rows = js["checks"]["gaussian"]["rows"]
-    assert all(r["infonce"] <= math.log(cfg.bound_batch_size) + 1e-6 for r in rows)
-    assert [r["true_mi"] for r in rows] == pytest.approx([0.0, gt.gaussian_mi(0.8, 2)])
-    assert "PASS  ssim/ssim_identity" in (tmp_path / "summary.md").read_text()
-    # reports can be rebuilt from the stored rows alone, with the same verdicts
-    (tmp_path / "ndm.png").unlink()
-    r = rebuild_reports(tmp_path)
-    assert (tmp_path / "ndm.png").exists() and "rebuilt" in r
-    assert {k: c["lines"] for k, c in r["checks"].items()} == {k: c["lines"] for k, c in js["checks"].items()}
-
-
-def test_failed_check_gives_nonzero_exit(tmp_path, capsys, one_thread):
-    args = argparse.Namespace(quick=True, device="cpu", out=tmp_path, quiet=True)
-    ok = _tiny(checks=("ssim",))
-    assert cmd_validate(args, config=ok) == 0
-    bad = _tiny(checks=("ssim",), noise_levels=(0.0, 0.2, 0.1))  # not an increasing grid: must FAIL
-    assert cmd_validate(args, config=bad) == 1
-    out = capsys.readouterr().out
-    assert "FAIL" in out and "ssim_noise_monotone" in out
-    assert (tmp_path / "quick" / "summary.json").exists()

@@ -9,23 +9,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .seeding import derive_seed, generator
-
-
-def gaussian_kernel1d(sigma: float) -> torch.Tensor:
-    """Normalised 1-D Gaussian, radius ceil(3 sigma)."""
-    r = max(1, math.ceil(3.0 * sigma))
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
+from ..seeding import derive_seed, generator
+from ..ssim import gaussian_window
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W) with reflect padding; sigma <= 0 returns x."""
+    """Separable Gaussian blur of (N, C, H, W) with reflect padding, window radius ceil(3 sigma)
+    (:func:`repeval.ssim.gaussian_window`); sigma <= 0 returns x."""
     if sigma <= 0:
         return x
-    k = gaussian_kernel1d(sigma).to(x)
-    c, r = x.shape[1], (k.numel() - 1) // 2
+    r = max(1, math.ceil(3.0 * sigma))
+    k = gaussian_window(2 * r + 1, sigma).to(x)
+    c = x.shape[1]
     kh = k.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
     kv = k.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), kh, groups=c)

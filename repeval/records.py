@@ -1,0 +1,157 @@
+"""One result record per (model, dataset, protocol, tap, seed, epoch), and where it lives.
+
+A :class:`Record` is validated whenever it is read: its schema version, every field's type, that its
+``config_hash`` is the hash of its ``config`` (the record's identity) and that its metrics match the
+checksum written with them. An invalid record is reported in one line, ignored by the tables and
+recomputed by ``repeval run``. :class:`ResultsLayout` owns every path under ``results/<dataset>/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .config import config_hash
+from .storage import atomic_write_json, read_json
+
+SCHEMA = 2
+
+
+class RecordError(ValueError):
+    """A record file that cannot be trusted (unreadable, wrong schema or types, checksum mismatch)."""
+
+
+def metrics_checksum(metrics: dict) -> str:
+    blob = json.dumps(metrics, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_SCALAR = (int, float, str, bool, type(None))
+
+
+def _metric_ok(v: Any) -> bool:
+    if isinstance(v, list):
+        return all(_metric_ok(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _metric_ok(x) for k, x in v.items())
+    return isinstance(v, _SCALAR)
+
+
+@dataclass(frozen=True)
+class Record:
+    model: str
+    display: str
+    dataset: str
+    protocol: str
+    tap: str
+    seed: int
+    epoch: int
+    success: bool
+    metrics: dict
+    config: dict                      # the identity: everything that can change the numbers
+    config_hash: str
+    encoder_hash: str
+    error: str | None = None
+    dataset_note: str = ""
+    preset: str = ""
+    history: list = field(default_factory=list)   # per-epoch mean training losses up to ``epoch``
+    timing_s: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    created: str = ""
+    schema: int = SCHEMA
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["metrics_sha256"] = metrics_checksum(self.metrics)
+        return d
+
+    def write(self, path: str | Path) -> Path:
+        return atomic_write_json(path, self.to_json())
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str | Path = "record") -> "Record":
+        """Validate ``obj`` (a parsed JSON file) and build the record; :class:`RecordError` otherwise."""
+        if not isinstance(obj, dict):
+            raise RecordError(f"{where}: not a record (a JSON {type(obj).__name__}, expected an object)")
+        if obj.get("schema") != SCHEMA:
+            raise RecordError(f"{where}: record schema {obj.get('schema')!r}, expected {SCHEMA}")
+        kw = {}
+        for f in fields(cls):
+            if f.name not in obj:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    raise RecordError(f"{where}: missing field '{f.name}'")
+                continue
+            kw[f.name] = obj[f.name]
+        types = {"model": str, "display": str, "dataset": str, "protocol": str, "tap": str, "seed": int,
+                 "epoch": int, "success": bool, "metrics": dict, "config": dict, "config_hash": str,
+                 "encoder_hash": str, "dataset_note": str, "preset": str, "history": list, "timing_s": dict,
+                 "provenance": dict, "created": str}
+        for k, t in types.items():
+            v = kw.get(k)
+            if k in kw and (not isinstance(v, t) or (t is int and isinstance(v, bool))):
+                raise RecordError(f"{where}: field '{k}' is {type(v).__name__}, expected {t.__name__}")
+        if kw.get("error") is not None and not isinstance(kw["error"], str):
+            raise RecordError(f"{where}: field 'error' must be a string or null")
+        if not all(isinstance(k, str) and _metric_ok(v) for k, v in kw["metrics"].items()):
+            raise RecordError(f"{where}: metrics must map names to numbers, strings or lists of them")
+        if obj.get("metrics_sha256") != metrics_checksum(kw["metrics"]):
+            raise RecordError(f"{where}: metrics do not match their checksum (edited or corrupted)")
+        if config_hash(kw["config"]) != kw["config_hash"]:
+            raise RecordError(f"{where}: config does not match its config_hash (edited or corrupted)")
+        return cls(**kw)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Record":
+        try:
+            obj = read_json(path)
+        except (OSError, ValueError) as e:
+            raise RecordError(f"{path}: unreadable record ({type(e).__name__}: {e})") from None
+        return cls.from_json(obj, path)
+
+    def metric(self, name: str, default: float = math.nan) -> Any:
+        return self.metrics.get(name, default)
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    """Every path under ``results/<dataset>/``."""
+
+    results: Path
+    dataset: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.results) / self.dataset
+
+    @property
+    def records_dir(self) -> Path:
+        return self.root / "records"
+
+    def record(self, model: str, protocol: str, tap: str, seed: int, epoch: int) -> Path:
+        return self.records_dir / model / protocol / f"{tap}-seed{seed}-epoch{epoch}.json"
+
+    def artifact_stem(self, protocol: str, model: str, seed: int, epoch: int | None = None) -> Path:
+        """Where a protocol may write figures (e.g. ``recon/<model>.png``): seed 0 of the run's last
+        epoch gets the plain model name, other seeds and earlier epochs a suffix."""
+        name = model + (f"-seed{seed}" if seed else "") + (f"-epoch{epoch}" if epoch is not None else "")
+        return self.root / protocol / name
+
+    def table(self, name: str) -> Path:
+        return self.root / name
+
+    def record_files(self) -> list[Path]:
+        return sorted(self.records_dir.rglob("*.json")) if self.records_dir.is_dir() else []
+
+    def read_records(self, on_invalid=None) -> list[Record]:
+        """Every valid record of this dataset; ``on_invalid(RecordError)`` is called for the others."""
+        out = []
+        for p in self.record_files():
+            try:
+                out.append(Record.read(p))
+            except RecordError as e:
+                if on_invalid:
+                    on_invalid(e)
+        return out
