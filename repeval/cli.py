@@ -192,7 +192,7 @@ def resolved_sections(opts) -> dict[str, object]:
     shared = Counter(s.section for s in specs if s.section)
     for spec in specs:
         fcfg = spec.family_config(cfg.families)
-        if fcfg is not None:
+        if fcfg is not None and to_dict(fcfg):
             out[spec.section if shared[spec.section] == 1 else f"{spec.section}.{spec.name}"] = fcfg
     return out
 

@@ -44,10 +44,10 @@ def test_readme_example_end_to_end(tmp_path, r18_file, capsys):
     assert main(argv) == 0
     recs = sorted((tmp_path / "results/digits/records/r18").rglob("*.json"))
     assert [p.relative_to(tmp_path / "results/digits/records/r18").as_posix() for p in recs] == sorted(
-        f"{p}/{t}-seed0.json" for p in protocols for t in ("layer3", "layer4"))
+        f"{p}/{t}-seed0-epoch0.json" for p in protocols for t in ("layer3", "layer4"))   # frozen: epoch 0
     rec = json.loads(recs[-1].read_text())
     assert rec["success"] and rec["metrics"]["accuracy"] > 20          # chance is 10 %
-    fam = rec["config"]["family"]
+    fam = rec["config"]["encoder"]["describe"]            # what the lead's encoder identity records
     assert fam["backbone"] == "torchvision:resnet18" and fam["weights"] == "r18.pt"
     assert fam["weights_hash"] == state_dict_hash(torch.load(r18_file, weights_only=True))
     assert fam["taps"] == ["layer3", "layer4"] and fam["input"]["input_size"] == 0
