@@ -35,7 +35,7 @@ from torch import nn
 
 from repeval.config import make_config
 from repeval.estimators import dv_bound, dv_ema_loss
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol, zscore
+from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
 
 
@@ -260,7 +260,11 @@ def estimate_mi(x, y, seed: int = 0, **options) -> float:
 
 # ----------------------------------------------------------------------------- protocol
 
-@register_protocol("mine", MINEConfig, taps="code", needs_images=True, display="MINE I(X; y)")
+REPORT = Reporting(columns=(ReportColumn("4", "mine", "MINE", "mi", paper="mine"),), title="MINE",
+                   footnote="MINE = protocol `mine`, metric `mi` (nats)")
+
+
+@register_protocol("mine", MINEConfig, taps="code", needs_images=True, display="MINE I(X; y)", report=REPORT)
 def mine_protocol(inp: ProtocolInput, cfg: MINEConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """MINE estimate of I(X; y) in nats between test images and their codes (critic trained on train)."""
     if inp.train.images is None or inp.test.images is None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
+from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol
 from repeval.seeding import derive_seed, generator
 
 
@@ -45,7 +45,17 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return 100.0 * correct / max(1, x.shape[0])
 
 
-@register_protocol("mlp", MLPConfig, taps="all", display="Non-linear classifier", every_epoch=True)
+REPORT = Reporting(
+    columns=tuple(ReportColumn("1", tap, tap, "accuracy", tap, paper=tap) for tap in ("conv", "fc", "y")),
+    title="Non-linear classifier probe, test accuracy (%)",
+    footnote="test accuracy (%) of the non-linear probe (protocol `mlp`, metric `accuracy`: accuracy after the "
+             "last epoch; the paper averaged test accuracy over the last 100 epochs) on frozen features at conv "
+             "(last conv layer), fc (1024 units) and y (64-d code)",
+    curve=True)
+
+
+@register_protocol("mlp", MLPConfig, taps="all", display="Non-linear classifier", every_epoch=True,
+                   report=REPORT)
 def mlp_probe(inp: ProtocolInput, cfg: MLPConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Train the probe on ``inp.train`` features, return test accuracy in % (Table 1)."""
     dev = torch.device(device)

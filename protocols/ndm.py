@@ -30,7 +30,7 @@ import torch
 from repeval.config import make_config
 from repeval.estimators import dv_bound, kl_bound
 from repeval.nets import mlp
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol, zscore
+from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
 
 
@@ -131,7 +131,11 @@ def neural_dependency(z, seed: int = 0, *, holdout: float = 0.5, device: str = "
     return ndm_fit_eval(z_tr, z_te, cfg, seed=seed, device=device)["ndm"]
 
 
-@register_protocol("ndm", NDMConfig, taps="code", display="NDM")
+REPORT = Reporting(columns=(ReportColumn("4", "ndm", "NDM", "ndm", fmt=".3f", paper="ndm"),), title="NDM",
+                   footnote="NDM = protocol `ndm`, metric `ndm`")
+
+
+@register_protocol("ndm", NDMConfig, taps="code", display="NDM", report=REPORT)
 def ndm_protocol(inp: ProtocolInput, cfg: NDMConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """NDM of the code on sigmoid(y) (``ndm``, the paper's) and on raw y (``ndm_raw``).
 

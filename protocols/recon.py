@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repeval.nets import deconv_bn_relu
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol, zscore
+from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
 from repeval.ssim import MS_SSIM_WEIGHTS, ms_ssim, released_ssim, ssim, to_unit
 
@@ -132,7 +132,16 @@ def reconstruct(dec: ReconDecoder, z: torch.Tensor, batch_size: int = 512) -> to
     return torch.cat([dec(z[s:s + batch_size]) for s in range(0, z.shape[0], batch_size)])
 
 
-@register_protocol("recon", ReconConfig, taps="code", needs_images=True, display="Reconstruction")
+REPORT = Reporting(
+    columns=(ReportColumn("4", "ssim", "SSIM", "ssim", fmt=".3f", paper="msssim"),
+             ReportColumn("4", "ms_ssim", "MS-SSIM", "ms_ssim", fmt=".3f")),
+    title="reconstruction",
+    footnote="SSIM = protocol `recon`, metric `ssim`, compared with the paper's column \"MS-SSIM\", which the "
+             "released code computes as single-scale SSIM (DIM_SPEC.md, protocol 3); MS-SSIM = our metric "
+             "`ms_ssim` (no paper counterpart)")
+
+
+@register_protocol("recon", ReconConfig, taps="code", needs_images=True, display="Reconstruction", report=REPORT)
 def recon_protocol(inp: ProtocolInput, cfg: ReconConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Decoder on frozen y; test ``mse``, ``ssim`` (paper-compatible) and ``ms_ssim`` (3 scales)."""
     if inp.train.images is None or inp.test.images is None:

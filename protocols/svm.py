@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from repeval.protocol import ProtocolFailure, ProtocolInput, register_protocol
+from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol
 from repeval.seeding import derive_seed, generator
 from repeval.train import fused_adam
 
@@ -232,7 +232,14 @@ def svm_select_and_fit(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tenso
     return out
 
 
-@register_protocol("svm", SVMConfig, taps="all", seeds=5, display="Linear SVM")
+REPORT = Reporting(
+    columns=tuple(ReportColumn("4", f"svm_{t}", f"SVM {t}", "accuracy", t, paper=f"svm_{t}_mean",
+                               paper_std=f"svm_{t}_std") for t in ("conv", "fc", "y")),
+    title="Linear SVM accuracy (%)",
+    footnote="SVM = linear SVM test accuracy (%) (protocol `svm`, metric `accuracy`)")
+
+
+@register_protocol("svm", SVMConfig, taps="all", seeds=5, display="Linear SVM", report=REPORT)
 def svm_protocol(inp: ProtocolInput, cfg: SVMConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Linear hinge-loss SVM on one tap; C by validation accuracy; test accuracy in % (Table 4)."""
     dev = torch.device(device)

@@ -1,9 +1,12 @@
 """repeval: benchmark learned image representations with the Deep InfoMax evaluation protocols."""
 import os
 
-# OpenMP threads that spin-wait make torch many times slower whenever the cores are shared
-# (measured here: an AE step 0.16 s passive vs 2.4 s spinning on a loaded 2-core machine).
-# Must be set before torch loads its OpenMP runtime; an explicit user setting wins.
+# The one environment default repeval sets, and only if the user has not: OpenMP threads that
+# spin-wait make torch many times slower whenever the cores are shared (measured: an AE step 0.16 s
+# passive vs 2.4 s spinning on a loaded 2-core machine). It must precede torch's import (OpenMP reads
+# it when loaded), hence here; which value ran, and who set it, is recorded in every record's
+# provenance (``repeval.provenance.runtime``).
+OMP_WAIT_POLICY_FROM_USER = "OMP_WAIT_POLICY" in os.environ
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .config import TrainConfig  # noqa: E402
 from .nets import SharedEncoder

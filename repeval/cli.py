@@ -139,12 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--protocols", nargs="+", help="protocol sections to show (default: all)")
     c.add_argument("--format", choices=("toml", "json"), default="toml", help="output format (default: toml)")
 
-    t = sub.add_parser("table", help="regenerate Tables 1 and 4 from stored records", parents=common)
+    t = sub.add_parser("table", help="regenerate Tables 1, 4 and X and the learning curves from stored records",
+                       parents=common)
     t.add_argument("--dataset", action="append", help="dataset label(s) under results/ (default: all)")
     t.add_argument("--results", default="results", type=Path)
     t.add_argument("--format", default="md,tex,csv", help="comma list of md, tex, csv")
     t.add_argument("--out", type=Path, help="output folder (default: results/<dataset>/)")
     t.add_argument("--no-plots", action="store_true")
+    t.add_argument("--epoch", type=int, help="encoder training epoch of the tables (default: each model's last)")
 
     v = sub.add_parser("validate", help="check the MI/NDM/SSIM estimators against closed forms",
                        parents=common)

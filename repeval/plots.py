@@ -2,6 +2,8 @@
 
 * :func:`plot_table`: one panel per table column; a bar per model (our mean, sample-std error bar)
   and the paper's number as a black marker on the same model, so a gap is visible at a glance.
+* :func:`plot_curves`: learning curves (a protocol's headline metric against the encoder's training
+  epoch, a line per model, the seed spread as a band, the random-init floor as a horizontal line).
 * :func:`plot_recon_grids`: the reconstruction grids that the ``recon`` protocol saves under
   ``results/<dataset>/recon/<model>.png``, collected in one figure.
 """
@@ -59,6 +61,53 @@ def plot_table(df: pd.DataFrame, spec, path: Path, title: str) -> Path:
                Line2D([], [], marker="D", color="black", linestyle="none", markersize=5, label="paper"),
                Line2D([], [], marker="$—$", color="gray", linestyle="none", markersize=8, label="no value")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    return save_png(fig, path)
+
+
+def plot_curves(curves: pd.DataFrame, path: Path, title: str, floor_model: str = "random") -> Path:
+    """One panel per (protocol, metric) row and tap column of ``curves``
+    (:func:`repeval.tables.curves.curve_table`): mean against epoch per model, mean ± std as a band
+    where there are several seeds, ``floor_model`` as a dashed horizontal line (± std band)."""
+    series = list(dict.fromkeys(zip(curves["protocol"], curves["metric"])))
+    taps = list(dict.fromkeys(curves["tap"]))
+    models = [m for m in dict.fromkeys(curves["model"]) if m != floor_model]
+    names = dict(zip(curves["model"], curves["display"]))
+    colors = {m: plt.get_cmap("tab20" if len(models) > 10 else "tab10")(i % 20) for i, m in enumerate(models)}
+    fig, axes = plt.subplots(len(series), len(taps), figsize=(4.2 * len(taps), 3.2 * len(series) + 0.8),
+                             squeeze=False)
+    for (proto, metric), row in zip(series, axes):
+        for tap, ax in zip(taps, row):
+            g = curves[(curves["protocol"] == proto) & (curves["metric"] == metric) & (curves["tap"] == tap)]
+            ax.set_title(f"{proto} {metric}, {tap}", fontsize=10)
+            if g.empty:
+                ax.text(0.5, 0.5, "no records", ha="center", va="center", color="gray", transform=ax.transAxes)
+                ax.axis("off")
+                continue
+            floor = g[g["model"] == floor_model]
+            if len(floor):
+                f = floor.iloc[-1]
+                ax.axhline(f["mean"], color="gray", linestyle="--", linewidth=1)
+                if not math.isnan(f["std"]):
+                    ax.axhspan(f["mean"] - f["std"], f["mean"] + f["std"], color="gray", alpha=0.15, linewidth=0)
+            for m in models:
+                c = g[g["model"] == m].sort_values("epoch")
+                if c.empty:
+                    continue
+                ax.plot(c["epoch"], c["mean"], marker="o", markersize=3, color=colors[m], linewidth=1.2)
+                band = c["std"].notna()
+                if band.any():
+                    ax.fill_between(c["epoch"][band], (c["mean"] - c["std"])[band], (c["mean"] + c["std"])[band],
+                                    color=colors[m], alpha=0.2, linewidth=0)
+            ax.set_xlabel("encoder training epoch", fontsize=8)
+            ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    handles = [Line2D([], [], color=colors[m], marker="o", markersize=3, label=names[m]) for m in models]
+    if (curves["model"] == floor_model).any():
+        handles.append(Line2D([], [], color="gray", linestyle="--", label=f"{names[floor_model]} (floor)"))
+    handles.append(Patch(color="gray", alpha=0.2, label="mean ± std over seeds"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02))
     return save_png(fig, path)
 
 

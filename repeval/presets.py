@@ -40,7 +40,9 @@ _add(Preset(
      "recon": {"epochs": 2, "width": 64, "lr": 1e-3},
      "mine": {"steps": 40, "batch_size": 128, "lr": 1e-3, "conv_channels": (16, 32, 64), "x_features": 64,
               "hidden": 128},
-     "ndm": {"steps": 25, "batch_size": 512}}))
+     "ndm": {"steps": 25, "batch_size": 512},
+     "knn": {"k": (20, 200)},
+     "linear": {"weight_decays": (1e-4, 1e-2), "max_iter": 100}}))
 
 _add(Preset(
     "cpu", "cifar10-size data: the whole zoo and every protocol in about 1.5 hours of background "
@@ -52,7 +54,9 @@ _add(Preset(
      "svm": {"epochs": 4, "min_steps": 150},
      "recon": {"epochs": 2, "max_train": 10000, "width": 256},
      "mine": {"steps": 300, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
-     "ndm": {"steps": 300, "batch_size": 2048}}))
+     "ndm": {"steps": 300, "batch_size": 2048},
+     "knn": {"k": (20, 200)},
+     "linear": {"weight_decays": (1e-5, 1e-4, 1e-3, 1e-2), "max_iter": 200}}))
 
 CURVE_MODELS = ("random", "ae", "vae", "bigan", "dim-g", "dim-l-infonce", "dim-l-jsd")
 
@@ -67,7 +71,9 @@ _add(Preset(
      "svm": {"epochs": 4, "min_steps": 150},
      "recon": {"epochs": 2, "max_train": 10000, "width": 256},
      "mine": {"steps": 300, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
-     "ndm": {"steps": 300, "batch_size": 2048}}))
+     "ndm": {"steps": 300, "batch_size": 2048},
+     "knn": {"k": (20, 200)},
+     "linear": {"weight_decays": (1e-5, 1e-4, 1e-3, 1e-2), "max_iter": 200}}))
 
 _add(Preset(
     "paper", "the paper's budget (1000 epochs, 2048-unit critics, fp32): for a GPU",
@@ -78,4 +84,6 @@ _add(Preset(
      "svm": {"epochs": 30},
      "recon": {"epochs": 100},
      "mine": {"steps": 20000, "batch_size": 256},
-     "ndm": {"steps": 10000, "batch_size": 10000}}))
+     "ndm": {"steps": 10000, "batch_size": 10000},
+     "knn": {"k": (20, 200)},
+     "linear": {"weight_decays": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2), "max_iter": 200}}))

@@ -6,7 +6,7 @@ included only for protocols that declare ``needs_images`` (reconstruction, MINE)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +31,48 @@ class ProtocolInput:
     artifact_stem: Path | None = None  # e.g. results/<dataset>/recon/<model>: where figures may go
 
 
+REPORT_TABLES = ("1", "4", "X")   # the paper's Tables 1 and 4, and the extra-protocols table
+
+
+@dataclass(frozen=True)
+class ReportColumn:
+    """One table column a protocol fills: the mean over seeds of ``metric`` on ``tap``.
+
+    ``table``: "1" or "4" (the paper's Tables 1 and 4, compared with its numbers) or "X" (the extra
+    protocols, no paper counterpart). ``tap`` None: whichever tap the protocol's records carry (code
+    protocols). ``paper`` / ``paper_std``: the field of ``repeval/paper/table<table>.csv`` holding the
+    paper's mean / std for this column (None: the paper has no counterpart).
+    """
+
+    table: str
+    key: str            # column id in the CSV (unique within its table)
+    label: str          # header text
+    metric: str
+    tap: str | None = None
+    fmt: str = ".2f"
+    paper: str | None = None
+    paper_std: str | None = None
+    protocol: str = ""  # filled in by register_protocol
+
+
+@dataclass(frozen=True)
+class Reporting:
+    """How a protocol is reported: its table columns, the phrase it adds to its table's title, the
+    text it adds to the table's "Cells:" footnote, and its headline metric(s), drawn against the
+    encoder's training epoch in the learning curves when ``curve`` (the number format is per column)."""
+
+    columns: tuple[ReportColumn, ...] = ()
+    title: str = ""
+    footnote: str = ""
+    headline: tuple[str, ...] = ()
+    curve: bool = False
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The headline metrics, else the metrics of the columns (in column order)."""
+        return self.headline or tuple(dict.fromkeys(c.metric for c in self.columns))
+
+
 @dataclass(frozen=True)
 class ProtocolSpec:
     """``taps``: "all" (one record per tap, e.g. probes) or "code" (the representation tap y only).
@@ -38,7 +80,8 @@ class ProtocolSpec:
     ``seeds`` is the default number of seeds (Table 4's SVM uses five). ``version`` is bumped
     whenever the protocol's code changes what it computes: it is part of every record's identity.
     ``every_epoch``: run at every evaluation epoch of a learning curve (cheap probes), not only at
-    the last one.
+    the last one. ``report`` says where and how its numbers appear in ``repeval table`` (no report:
+    only in the timing table).
     """
 
     name: str
@@ -50,18 +93,26 @@ class ProtocolSpec:
     display: str = ""
     version: int = 1
     every_epoch: bool = False
+    report: Reporting = Reporting()
 
 
 def register_protocol(name: str, config_cls: type, *, taps: str = "all", seeds: int = 1,
                       needs_images: bool = False, display: str = "", version: int = 1,
-                      every_epoch: bool = False):
+                      every_epoch: bool = False, report: Reporting | None = None):
     """Decorator: ``@register_protocol("svm", SVMConfig, seeds=5)`` on ``fn(inp, cfg, *, seed, device)``."""
     if taps not in ("all", "code"):
         raise ValueError(f"taps must be 'all' or 'code', got {taps!r}")
 
+    rep = report or Reporting()
+    rep = replace(rep, columns=tuple(replace(c, protocol=name) for c in rep.columns))
+    keys = [(c.table, c.key) for c in rep.columns]
+    if len(set(keys)) != len(keys) or any(c.table not in REPORT_TABLES for c in rep.columns):
+        raise ValueError(f"protocol {name!r}: report columns need unique keys and a table in {REPORT_TABLES}, "
+                         f"got {keys}")
+
     def deco(fn):
         PROTOCOLS.register(name, ProtocolSpec(name, fn, config_cls, taps, seeds, needs_images, display or name,
-                                              version, every_epoch))
+                                              version, every_epoch, rep))
         return fn
     return deco
 

@@ -52,5 +52,30 @@ def machine(device: str) -> dict[str, str]:
     return info
 
 
+def cpu_isa() -> str:
+    """The vector ISA of this CPU that matters for speed: avx512_bf16, avx512f, avx2 or baseline."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        flags = set()
+    return next((isa for isa in ("avx512_bf16", "avx512f", "avx2") if isa in flags), "baseline")
+
+
+def runtime() -> dict:
+    """The execution choices that can change speed (and float rounding): threads, OpenMP's wait
+    policy and who set it, the DIM critics' GEMM path (:func:`repeval.critics.default_gemm`)."""
+    import os
+
+    import torch
+
+    import repeval
+    from .critics import default_gemm
+    return {"torch_threads": torch.get_num_threads(), "cpu_isa": cpu_isa(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+            "omp_wait_policy_set_by": "user" if repeval.OMP_WAIT_POLICY_FROM_USER else "repeval",
+            "critic_gemm": default_gemm()}
+
+
 def provenance(device: str) -> dict:
-    return {"versions": versions(), "git_commit": git_commit(), "machine": machine(device)}
+    return {"versions": versions(), "git_commit": git_commit(), "machine": machine(device), "runtime": runtime()}

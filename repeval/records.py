@@ -56,6 +56,7 @@ class Record:
     encoder_hash: str
     error: str | None = None
     dataset_note: str = ""
+    paper_comparable: bool = False    # the genuine dataset the paper used (checked by content)
     preset: str = ""
     history: list = field(default_factory=list)   # per-epoch mean training losses up to ``epoch``
     timing_s: dict = field(default_factory=dict)
@@ -87,7 +88,7 @@ class Record:
             kw[f.name] = obj[f.name]
         types = {"model": str, "display": str, "dataset": str, "protocol": str, "tap": str, "seed": int,
                  "epoch": int, "success": bool, "metrics": dict, "config": dict, "config_hash": str,
-                 "encoder_hash": str, "dataset_note": str, "preset": str, "history": list, "timing_s": dict,
+                 "encoder_hash": str, "dataset_note": str, "paper_comparable": bool, "preset": str, "history": list, "timing_s": dict,
                  "provenance": dict, "created": str}
         for k, t in types.items():
             v = kw.get(k)

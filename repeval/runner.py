@@ -363,6 +363,7 @@ def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, family: Family, hi
                         tap=task.tap, seed=task.seed, epoch=task.epoch, success=ok, metrics=metrics,
                         config=task.config, config_hash=config_hash(task.config),
                         encoder_hash=feats["encoder_hash"], error=err, dataset_note=ds.note,
+                        paper_comparable=bool(getattr(ds, "paper_comparable", False)),
                         preset=opts.preset.name, history=history,
                         timing_s={"protocol": round(time.time() - t1, 3), **timing},
                         provenance=prov, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))

@@ -16,7 +16,6 @@ weights; in both cases the content hash of the plugin file that defines it, if i
 """
 from __future__ import annotations
 
-import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,6 @@ from .train import Family
 _PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parent.parent / d) for d in ("repeval", "models", "protocols"))
 
 
-@functools.lru_cache(maxsize=None)
 def _code_hash(source: str | None) -> str | None:
     """Content hash of a user's source file; None for repeval's own code (versioned instead)."""
     if source is None or source.startswith(_PACKAGE_DIRS):
@@ -88,8 +86,9 @@ def register_model(name: str, display: str | None = None, **defaults):
         build.__wrapped__ = cls  # so duplicate-name errors point at the class
         build.family, build.defaults = cls, dict(defaults)
         make_config(cls.Config, defaults, f"{name} (register_model)")   # bad defaults fail at import
-        spec = ModelSpec(name, shown, build, section=section, code=_code_hash(source_file(cls)),
-                         source="repeval" if _code_hash(source_file(cls)) is None else "plugin")
+        code = _code_hash(source_file(cls))
+        spec = ModelSpec(name, shown, build, section=section, code=code,
+                         source="repeval" if code is None else "plugin")
         spec_holder["spec"] = spec
         MODELS.register(name, spec)
         return cls

@@ -15,17 +15,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from repeval import paper, tables
 from repeval.cli import main
-from repeval.runner import record_path
+from repeval.config import config_hash
+from repeval.records import Record, ResultsLayout, metrics_checksum
 from repeval.storage import atomic_write_json
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 DS = "cifar10-jpeg"
-TRAIN = {"batch_size": 64, "beta1": 0.5, "beta2": 0.999, "critic_units": 256, "epochs": 4, "lr": 0.0001,
-         "max_train": 0, "precision": "fp32", "seed": 0}
+TRAIN = {"batch_size": 64, "beta1": 0.5, "beta2": 0.999, "lr": 0.0001, "max_train": 0, "precision": "fp32",
+         "seed": 0}
+FAMILY = {"dim-l-infonce": {"estimator": "infonce", "alpha": 0.0, "beta": 1.0, "gamma": 0.1, "gp_weight": 1.0,
+                            "critic_units": 256}, "vae": {"beta": 1.0}, "beta-vae": {"beta": 4.0}}
 PROTO = {"mlp": {"epochs": 20, "milestones": [10, 15]}, "svm": {"epochs": 10, "c_grid": [0.01, 0.1, 1.0]},
+         "knn": {"k": [20, 200], "temperature": 0.07}, "linear": {"max_iter": 200},
          "recon": {"epochs": 8, "ssim": "released-code SSIM (11x11 window, sigma 11)"},
          "mine": {"steps": 300, "batch_size": 256}, "ndm": {"steps": 300, "batch_size": 512}}
 PROV = {"versions": {"python": "3.11.7", "repeval": "0.1.0", "torch": "2.14.1"},
@@ -33,6 +38,10 @@ PROV = {"versions": {"python": "3.11.7", "repeval": "0.1.0", "torch": "2.14.1"},
 NOTES = {DS: "cifar10-jpeg: a JPEG-derived copy of CIFAR-10 (quality 75), not the original pixels",
          "cifar100": "torchvision CIFAR100 files", "digits": "sklearn digits"}
 UNTRAINED = {"random", "myenc"}
+
+
+def record_path(results: Path, dataset: str, model: str, protocol: str, tap: str, seed: int, epoch: int = 4) -> Path:
+    return ResultsLayout(results, dataset).record(model, protocol, tap, seed, epoch)
 
 # (model, display) -> protocol -> tap -> list of metric values (one per seed; None = a failed seed)
 FIXTURE = {
@@ -42,7 +51,7 @@ FIXTURE = {
                        "recon": {"y": [0.61]}, "mine": {"y": [80.0]}, "ndm": {"y": [0.05]}},
         ("beta-vae", "β-VAE"): {"mlp": {"conv": [58.0], "fc": [57.0]}},           # no y: an em dash
         ("vae", "VAE"): {"svm": {"conv": [45, 46, 47, 48, 49]}},
-        ("dim-infonce", "DIM(L) (infoNCE)"): {
+        ("dim-l-infonce", "DIM(L) (infoNCE)"): {
             "mlp": {"conv": [69.0, 70.0, 71.0], "fc": [72.0], "y": [65.0]},       # 3 seeds: superscript
             "svm": {"conv": [60, 61, 62, 63, None], "fc": [50, 50, 50, 50, 50], "y": [45, 46, 45, 46, 45]},
             "recon": {"y": [0.40]}, "mine": {"y": [40.0]}, "ndm": {"y": [8.5]}},
@@ -51,10 +60,10 @@ FIXTURE = {
     },
     "cifar100": {
         ("ae", "AE"): {"mlp": {"conv": [30.0], "fc": [25.0], "y": [20.0]}},
-        ("dim-infonce", "DIM(L) (infoNCE)"): {"mlp": {"conv": [45.0], "fc": [44.0], "y": [40.0]}},
+        ("dim-l-infonce", "DIM(L) (infoNCE)"): {"mlp": {"conv": [45.0], "fc": [44.0], "y": [40.0]}},
     },
 }
-METRIC = {"mlp": "accuracy", "svm": "accuracy", "recon": "ssim", "mine": "mi", "ndm": "ndm"}
+METRIC = {"mlp": "accuracy", "svm": "accuracy", "recon": "ssim", "mine": "mi", "ndm": "ndm", "linear": "accuracy"}
 
 
 def _metrics(model, protocol, value) -> dict:
@@ -65,17 +74,19 @@ def _metrics(model, protocol, value) -> dict:
     return {METRIC[protocol]: value}
 
 
-def make_record(dataset, model, display, protocol, tap, seed, value) -> dict:
+def make_record(dataset, model, display, protocol, tap, seed, value, epoch: int = 4) -> dict:
     ok = value is not None
-    config = {"preset": "quick", "model": model, "display": display, "dataset": dataset,
-              "train": None if model in UNTRAINED else TRAIN, "family": {}, "train_key": "k",
-              "protocol": protocol, "protocol_config": PROTO[protocol], "tap": tap, "seed": seed}
-    return {"model": model, "display": display, "dataset": dataset, "dataset_note": NOTES[dataset],
-            "protocol": protocol, "tap": tap, "seed": seed, "success": ok,
-            "error": None if ok else "ProtocolFailure: svm loss became nan at epoch 3",
-            "metrics": _metrics(model, protocol, value), "config": config, "config_hash": "h",
-            "encoder_hash": "e", "timing_s": {"protocol": 1.0}, "provenance": PROV,
-            "created": "2026-01-01T00:00:00+0000"}
+    epoch = 0 if model in UNTRAINED else epoch
+    encoder = ({"kind": "frozen", "weights": "w"} if model in UNTRAINED else
+               {"kind": "trained", "train": TRAIN, "config": FAMILY.get(model, {})})
+    config = {"model": model, "dataset": dataset, "encoder": encoder, "epoch": epoch, "protocol": protocol,
+              "protocol_version": 1, "protocol_config": PROTO[protocol], "tap": tap, "seed": seed}
+    return Record(model=model, display=display, dataset=dataset, dataset_note=NOTES[dataset], protocol=protocol,
+                  tap=tap, seed=seed, epoch=epoch, success=ok, preset="quick",
+                  error=None if ok else "ProtocolFailure: svm loss became nan at epoch 3",
+                  metrics=_metrics(model, protocol, value), config=config, config_hash=config_hash(config),
+                  encoder_hash="e", timing_s={"protocol": 1.0}, provenance=PROV,
+                  created="2026-01-01T00:00:00+0000").to_json()
 
 
 def write_fixture(results: Path, datasets=(DS, "cifar100")) -> Path:
@@ -84,8 +95,7 @@ def write_fixture(results: Path, datasets=(DS, "cifar100")) -> Path:
             for protocol, taps in protos.items():
                 for tap, values in taps.items():
                     for seed, v in enumerate(values):
-                        atomic_write_json(record_path(results, ds, model, protocol, tap, seed),
-                                          make_record(ds, model, display, protocol, tap, seed, v))
+                        _write(results, make_record(ds, model, display, protocol, tap, seed, v))
     return results
 
 
@@ -126,16 +136,17 @@ def check_snapshot(name: str, text: str) -> None:
 
 def test_paper_numbers_load_from_package_and_map_datasets():
     t1 = paper.paper_values(1, "cifar10")
-    assert t1[(paper.canon("β-VAE"), "conv")].mean == 62.4          # CSV spells it beta-VAE
+    assert t1[("beta-vae", "conv")] == 62.4                         # matched by model name, not "beta-VAE"
     assert paper.paper_values(1, DS) == t1                          # the JPEG copy compares with cifar10
-    assert paper.paper_values(1, "cifar100")[(paper.canon("AE"), "y")].mean == 27.44
+    assert paper.paper_values(1, "cifar100")[("ae", "y")] == 27.44
     assert paper.paper_values(1, "digits") == {}
-    assert (paper.canon("Fully supervised"), "conv") not in t1      # blank in the paper
+    assert ("supervised", "conv") not in t1                         # blank in the paper
     t4 = paper.paper_values(4, "cifar10")
-    dim_l = t4[(paper.canon("DIM(L) (infoNCE)"), "svm_conv")]       # the paper's "DIM(L)" row
-    assert (dim_l.mean, dim_l.std) == (63.25, 0.86)
-    assert t4[(paper.canon("VAE"), "ssim")].mean == 0.72            # the paper's msssim column
+    assert (t4[("dim-l-infonce", "svm_conv_mean")], t4[("dim-l-infonce", "svm_conv_std")]) == (63.25, 0.86)
+    assert t4[("vae", "msssim")] == 0.72                            # the paper's MS-SSIM column
     assert paper.paper_values(4, "cifar100") == {}
+    assert ("dim-l-infonce", "DIM(L)") in paper.paper_rows(4, "cifar10")   # the paper's label kept beside
+    assert paper.row_order(1)[:3] == ("supervised", "vae", "ae") and paper.row_order(1)[-2:] == ("dim-lg", "random")
 
 
 # ---------------------------------------------------------------------------------------------- cells
@@ -226,15 +237,13 @@ def test_rank_agreement_hand_checked(results):
 def test_rank_undefined_without_paper_numbers(tmp_path):
     res = tmp_path / "r"
     for m, d, v in (("ae", "AE", 90.0), ("random", "Random init", 80.0)):
-        atomic_write_json(record_path(res, "digits", m, "mlp", "conv", 0),
-                          make_record("digits", m, d, "mlp", "conv", 0, v))
+        _write(res, make_record("digits", m, d, "mlp", "conv", 0, v))
     df = tables.build_table(_records(res, "digits"), tables.TABLE1, "digits")
     rank = tables.rank_agreement(df)
     assert rank["tau"].isna().all() and rank["note"].str.contains("no numbers for digits").all()
     assert "paper" not in tables.render_markdown(df, tables.TABLE1, []).split("Notes:")[0]
     # columns with neither a record nor a paper number are dropped: only SVM conv here
-    atomic_write_json(record_path(res, "digits", "ae", "svm", "conv", 0),
-                      make_record("digits", "ae", "AE", "svm", "conv", 0, 70.0))
+    _write(res, make_record("digits", "ae", "AE", "svm", "conv", 0, 70.0))
     t4 = tables.build_table(_records(res, "digits"), tables.TABLE4, "digits")
     assert list(t4["column"]) == ["svm_conv"] and list(t4["display"]) == ["AE"]
 
@@ -330,7 +339,7 @@ def test_cli_errors(results, capsys):
 
 def test_run_summary_prints_tables(results, capsys):
     from repeval.summary import print_summary
-    print_summary(results, DS, ["ae", "dim-infonce"])
+    print_summary(results, DS, ["ae", "dim-l-infonce"])
     out = capsys.readouterr().out
     assert "Table 1" in out and "Table 4" in out and "| AE " in out and "NAT" not in out
 
@@ -352,10 +361,196 @@ def test_timing_table_accounts_train_extract_and_protocol_seconds():
 def test_floor_is_the_random_init_cell_of_the_same_column(results):
     df = tables.build_table(_records(results), tables.TABLE1, DS).set_index(["model", "column"])
     assert df.loc[("ae", "conv"), "floor"] == 40.0 and df.loc[("ae", "conv"), "delta_floor"] == 20.0
-    assert df.loc[("dim-infonce", "conv"), "delta_floor"] == 30.0        # mean of three seeds, 70
+    assert df.loc[("dim-l-infonce", "conv"), "delta_floor"] == 30.0        # mean of three seeds, 70
     assert math.isnan(df.loc[("beta-vae", "y"), "delta_floor"])          # missing cell: no difference
     lines = tables.format_floor(tables.build_table(_records(results), tables.TABLE1, DS))
     conv = next(line for line in lines if " conv:" in line)
     assert "random init 40.00; 4/4 above; DIM(L) (infoNCE) +30.00, AE +20.00" in conv, conv
     t4 = tables.build_table(_records(results), tables.TABLE4, DS)
     assert t4["floor"].isna().all() and tables.format_floor(t4) == []     # no random-init Table 4 records
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+# declared by the protocols: flags, epochs, Table X, learning curves, a protocol added in a test
+
+def _write(results: Path, rec: dict) -> None:
+    """Write a fixture record edited after make_record, re-sealed (identity hash, metrics checksum)."""
+    rec["config"]["epoch"] = rec["epoch"]
+    rec["config_hash"] = config_hash(rec["config"])
+    rec["metrics_sha256"] = metrics_checksum(rec["metrics"])
+    atomic_write_json(record_path(results, rec["dataset"], rec["model"], rec["protocol"], rec["tap"], rec["seed"],
+                                  rec["epoch"]), rec)
+
+
+def test_flags_mark_unconverged_and_degenerate_cells(results):
+    # the probe helper's records: a bool in metrics arrives as 0.0 / 1.0 through the runner
+    for seed, conv in ((0, 1.0), (1, 0.0), (2, 1.0)):
+        rec = make_record(DS, "dim-l-infonce", "DIM(L) (infoNCE)", "mlp", "conv", seed, 69.0 + seed)
+        rec["metrics"]["converged"] = conv
+        _write(results, rec)
+    rec = make_record(DS, "ae", "AE", "svm", "y", 0, 30)
+    rec["metrics"].update(degenerate=True, converged=True)
+    _write(results, rec)
+    recs = _records(results)
+    t1, t4 = tables.build_table(recs, tables.TABLE1, DS), tables.build_table(recs, tables.TABLE4, DS)
+    assert _cell(t1, "DIM(L) (infoNCE)", "conv")["not_converged"] and not _cell(t1, "AE", "conv")["not_converged"]
+    assert _cell(t4, "AE", "svm_y")["degenerate"] and not _cell(t4, "AE", "svm_y")["not_converged"]
+    md1 = tables.render_markdown(t1, tables.TABLE1, tables.footnotes(t1, recs, tables.TABLE1))
+    assert _md_row(md1, "DIM(L) (infoNCE)")[1] == "70.00 ± 1.00† <sup>n=3</sup>" and _md_row(md1, "AE")[1] == "60.00"
+    assert "Flags: † = not converged" in md1 and "(1 cell)" in md1 and "‡" not in md1
+    md4 = tables.render_markdown(t4, tables.TABLE4, tables.footnotes(t4, recs, tables.TABLE4))
+    assert _md_row(md4, "AE")[7] == "30.00 ± 0.00‡" and "‡ = degenerate solution" in md4
+    tex = tables.render_latex(t4, tables.TABLE4, tables.footnotes(t4, recs, tables.TABLE4))
+    assert r"$30.00 \pm 0.00^{\ddagger}$" in tex and r"$61.50 \pm 1.29^{n=4}$" in tex
+    csv = pd.read_csv(io.StringIO(tables.render_csv(t4)))
+    flagged = csv[csv["degenerate"]]
+    assert list(zip(flagged["model"], flagged["column"])) == [("ae", "svm_y")] and csv["degenerate"].dtype == bool
+
+
+def _epoch_record(model, display, tap, seed, value, epoch, protocol="mlp", **metrics):
+    rec = make_record(DS, model, display, protocol, tap, seed, value)
+    rec["epoch"] = epoch
+    rec["metrics"].update(metrics)
+    return rec
+
+
+def _write_curve(results: Path) -> None:
+    """AE and DIM(L) infoNCE at epochs 1, 3, 6 (2 probe seeds; kNN at 3 and 6), random at 0."""
+    for model, display, base, slope in (("ae", "AE", 58.0, 0.5), ("dim-l-infonce", "DIM(L) (infoNCE)", 56.0, 1.5)):
+        for epoch in (1, 3, 6):
+            for seed in (0, 1):
+                for tap in ("conv", "y"):
+                    rec = _epoch_record(model, display, tap, seed, base + slope * epoch + seed, epoch)
+                    _write(results, rec)
+            if epoch > 1:
+                rec = _epoch_record(model, display, "y", 0, None, epoch, "knn")
+                rec["success"], rec["metrics"] = True, {"accuracy_k20": base + epoch, "accuracy_k200": base + epoch - 1}
+                _write(results, rec)
+        svm = _epoch_record(model, display, "conv", 0, 50.0 + epoch, 6, "svm")
+        _write(results, svm)
+    for seed in (0, 1):
+        _write(results, _epoch_record("random", "Random init", "conv", seed, 50.0 + seed, 0))
+
+
+def test_tables_at_a_chosen_epoch_default_last(tmp_path, capsys):
+    res = tmp_path / "r"
+    _write_curve(res)
+    recs = _records(res)
+    last = tables.build_table(recs, tables.TABLE1, DS)
+    assert _cell(last, "AE", "conv")["mean"] == 58.0 + 3.0 + 0.5 and _cell(last, "AE", "conv")["epoch"] == "6"
+    assert _cell(last, "Random init", "conv")["mean"] == 50.5                   # untrained: always epoch 0
+    at3 = tables.build_table(recs, tables.TABLE1, DS, epoch=3)
+    assert _cell(at3, "DIM(L) (infoNCE)", "y")["mean"] == 56.0 + 4.5 + 0.5
+    assert _cell(at3, "Random init", "conv")["n"] == 2
+    notes = "\n".join(tables.footnotes(at3, recs, tables.TABLE1, epoch=3))
+    assert "Encoder training epoch (--epoch 3; untrained encoders at 0): 3 [AE, DIM(L) (infoNCE)] | 0 [Random init]" \
+        in notes
+    assert "Provenance: 10 stored records" in notes                             # 2 models x 2 seeds x 2 taps + 2
+    # Table 4 at epoch 3: no SVM record there -> nothing for the trained models
+    assert not tables.has_records(tables.build_table(recs, tables.TABLE4, DS, epoch=3))
+    # old records without `epoch`: the training config's epochs (4 in the fixture), 0 when untrained
+    old = make_record(DS, "ae", "AE", "mlp", "conv", 0, 1.0)
+    assert tables.record_epoch(old) == 4 and tables.record_epoch(make_record(DS, "random", "R", "mlp", "y", 0, 1)) == 0
+    assert main(["table", "--results", str(res), "--epoch", "3", "--no-plots", "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "table4 skipped" in out and "| AE " in out
+    assert main(["table", "--results", str(res), "--epoch", "-1", "--no-plots"]) == 2
+
+
+def test_learning_curve_csv_and_figure(tmp_path):
+    res = tmp_path / "r"
+    _write_curve(res)
+    assert main(["table", "--results", str(res), "--format", "csv", "--no-plots"]) == 0
+    curve = pd.read_csv(res / DS / "learning_curve.csv")
+    assert list(curve.columns) == tables.CURVE_COLUMNS
+    dim = curve[(curve["model"] == "dim-l-infonce") & (curve["protocol"] == "mlp") & (curve["tap"] == "conv")]
+    assert list(dim["epoch"]) == [1, 3, 6] and list(dim["n"]) == [2, 2, 2]
+    assert list(dim["mean"]) == [57.5 + 0.5, 60.5 + 0.5, 65.0 + 0.5]
+    assert dim["std"].tolist() == pytest.approx([math.sqrt(0.5)] * 3)           # seeds differ by 1
+    knn = curve[curve["protocol"] == "knn"]
+    assert set(knn["metric"]) == {"accuracy_k20", "accuracy_k200"} and set(knn["epoch"]) == {3, 6}
+    floor = curve[curve["model"] == "random"]
+    assert list(zip(floor["epoch"], floor["mean"])) == [(0, 50.5)]
+    assert not (curve["protocol"] == "svm").any()                               # no curve declared
+    import matplotlib.pyplot as plt
+
+    from repeval.plots import plot_curves
+    png = plot_curves(tables.curve_table(_records(res), DS), tmp_path / "curve.png", "curves")
+    img = plt.imread(png)
+    assert img.shape[0] > 300 and img.shape[1] > 600 and img[..., :3].std() > 0.05
+
+
+def test_table_x_holds_the_extra_protocols_only(results):
+    for model, display, k20, k200, lin in (("ae", "AE", 40.0, 42.0, 45.0), ("random", "Random init", 30.0, 31.0, 33.0)):
+        for tap in ("conv", "y"):
+            rec = make_record(DS, model, display, "knn", tap, 0, None)
+            rec.update(success=True, metrics={"accuracy_k20": k20, "accuracy_k200": k200})
+            _write(results, rec)
+            rec = make_record(DS, model, display, "linear", tap, 0, lin)
+            rec["metrics"].update(converged=0.0 if model == "ae" and tap == "y" else 1.0, weight_decay=1e-4)
+            _write(results, rec)
+    recs = _records(results)
+    assert {c.protocol for c in tables.TABLEX.columns} == {"knn", "linear"}
+    assert not {"knn", "linear"} & (tables.TABLE1.protocols | tables.TABLE4.protocols)
+    tx = tables.build_table(recs, tables.TABLEX, DS)
+    assert list(dict.fromkeys(tx["column"])) == ["knn20_conv", "knn200_conv", "knn20_y", "knn200_y",
+                                                 "linear_conv", "linear_y"]               # fc: no record, dropped
+    assert tx["paper"].isna().all() and list(dict.fromkeys(tx["display"])) == ["AE", "Random init"]
+    assert _cell(tx, "AE", "knn200_y")["delta_floor"] == 11.0
+    md = tables.render_markdown(tx, tables.TABLEX, tables.footnotes(tx, recs, tables.TABLEX))
+    assert md.startswith("## Table X: Extra protocols (not in the paper): weighted kNN accuracy (%) and linear probe "
+                         "accuracy (%), CIFAR-10 (JPEG copy)")
+    assert "paper" not in md.split("Notes:")[0].split("\n", 1)[1] and _md_row(md, "AE")[6] == "45.00†"
+    assert "Wu et al., CVPR 2018" in md and "Rank agreement" not in md and "camera-ready" not in md
+    check_snapshot(f"tableX_{DS}.md", md)
+    check_snapshot(f"tableX_{DS}.tex", tables.render_latex(tx, tables.TABLEX, tables.footnotes(tx, recs, tables.TABLEX)))
+    t1 = tables.build_table(recs, tables.TABLE1, DS)
+    assert not t1["protocol"].isin(["knn", "linear"]).any()
+
+
+def test_unreadable_and_invalid_records_are_skipped_with_a_warning(results, capsys):
+    root = results / DS / "records"
+    (root / "ae" / "mlp" / "broken.json").write_text("{not json")
+    atomic_write_json(root / "ae" / "mlp" / "noseed.json", {"model": "ae", "protocol": "mlp", "seed": "zero"})
+    recs, problems = tables.load_records(results, DS)
+    assert len(problems) == 2 and any("record schema None" in p for p in problems)
+    assert main(["table", "--results", str(results), "--dataset", DS, "--no-plots", "--format", "md"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("repeval: warning: skipping unreadable record") == 2 and "Traceback" not in err
+
+
+def test_a_protocol_declared_in_a_test_gets_its_column_footnote_and_timing(tmp_path, capsys):
+    """One definition (config + function + Reporting) and the runner; no edit to repeval.tables."""
+    from dataclasses import dataclass
+
+    from repeval.protocol import ReportColumn, Reporting, register_protocol
+    from repeval.registry import PROTOCOLS
+
+    @dataclass(frozen=True)
+    class NN1Config:
+        p: float = 2.0
+
+    def nn1(inp, cfg, *, seed, device):
+        """1-nearest-neighbour test accuracy (Cover & Hart, 1967) in the feature space."""
+        nearest = torch.cdist(inp.test.features, inp.train.features, p=cfg.p).argmin(1)
+        return {"accuracy": 100.0 * float((inp.train.labels[nearest] == inp.test.labels).float().mean())}
+
+    register_protocol("nn1", NN1Config, taps="code", report=Reporting(
+        columns=(ReportColumn("X", "nn1", "1-NN", "accuracy"),), title="1-NN accuracy (%)",
+        footnote="1-NN = nearest-neighbour test accuracy (%) (protocol `nn1`)"))(nn1)
+    res = tmp_path / "results"
+    try:
+        assert main(["run", "--models", "random", "--protocols", "nn1", "--quiet", "--no-table", "--set", "nn1.p=2",
+                     "--workdir", str(tmp_path / "w"), "--results", str(res)]) == 0
+        assert main(["table", "--results", str(res), "--no-plots"]) == 0
+    finally:
+        PROTOCOLS.unregister("nn1")
+    printed = capsys.readouterr().out
+    assert "## Table X: Extra protocols (not in the paper): 1-NN accuracy (%), digits" in printed
+    md = (res / "digits" / "tableX.md").read_text()
+    acc = float(_md_row(md, "Random init")[1])
+    assert 50 < acc <= 100                                           # digits are easy even for a random encoder
+    assert "Cells: 1-NN = nearest-neighbour test accuracy (%) (protocol `nn1`)." in md and "Protocol `nn1`: p=2.0." in md
+    assert (res / "digits" / "tableX.tex").exists() and "nn1" in (res / "digits" / "tableX.csv").read_text()
+    timing = pd.read_csv(res / "digits" / "timing.csv").set_index("model")
+    assert "nn1_s" in timing.columns and timing.loc["random", "nn1_s"] > 0 and timing.loc["random", "other_s"] == 0

@@ -1,24 +1,28 @@
-"""``repeval table``: Tables 1 and 4 of the paper rebuilt from stored records, beside the paper's numbers.
+"""``repeval table``: Tables 1 and 4 of the paper rebuilt from stored records, beside the paper's numbers,
+Table X (the extra protocols) and the learning curves.
 
-Only records are read (``results/<dataset>/records/**.json``, written by :mod:`repeval.runner`);
-nothing is recomputed. Three stages, each a plain function in its own module:
+Only records are read (``results/<dataset>/records/**.json``, written by :mod:`repeval.runner`, read
+through :func:`load_records` alone); nothing is recomputed. Stages, each a plain function:
 
-1. ``build``: :func:`build_table`: records -> a tidy frame, one row per cell (model x column) holding our
-   mean, sample std and seed count, the paper's number and the difference (pure, no I/O), and
-   :func:`rank_agreement` (Kendall's tau between our ranking of the models and the paper's, per column);
+1. ``build``: :func:`build_table`: records at one encoder epoch per model -> a tidy frame, one row per
+   cell (model x column) holding our mean, sample std, seed count and flags, the paper's number and the
+   difference (pure), :func:`rank_agreement` (Kendall's tau against the paper, per column) and
+   :func:`timing_table`; ``curves``: :func:`curve_table` (accuracy against encoder epoch);
 2. ``render``: :func:`footnotes`, :func:`render_markdown`, :func:`render_latex`, :func:`render_csv`;
-3. ``command``: :func:`cmd_table` writes ``table1.{md,tex,csv}``, ``table4.{md,tex,csv}``,
-   ``rank_agreement.csv`` and the plots atomically under ``results/<dataset>/``.
+3. ``command``: :func:`cmd_table` writes ``table{1,4,X}.{md,tex,csv}``, ``rank_agreement.csv``,
+   ``timing.csv``, ``learning_curve.{csv,png}`` and the plots atomically under ``results/<dataset>/``.
 
-Table 1 (DIM_SPEC.md protocol 1): non-linear probe (protocol ``mlp``, metric ``accuracy``) on the
-conv, fc and y taps. Table 4: linear SVM (``svm``/``accuracy``, five seeds) on the three taps, then
-reconstruction SSIM (``recon``/``ssim``; the paper's "MS-SSIM" column is single-scale SSIM in the
-released code, DIM_SPEC.md protocol 3), our true ``ms_ssim`` where the recon protocol reports it,
-MINE (``mine``/``mi``) and NDM (``ndm``/``ndm``). A missing cell is an em dash, never 0.
+The columns, their number format, the title phrase, the "Cells" footnote and the learning-curve
+metrics are declared by each protocol at its registration (:class:`repeval.protocol.Reporting`):
+a new protocol's columns, footnote and timing appear here with no edit to this package. Table 1
+(DIM_SPEC.md protocol 1): the non-linear probe ``mlp``; Table 4: ``svm``, ``recon``, ``mine``,
+``ndm``; Table X: ``knn`` and ``linear``, never mixed into the paper's tables. A missing cell is an
+em dash, never 0.
 """
-from .build import (CSV_COLUMNS, EM_DASH, FORMATS, SPECS, TABLE1, TABLE4, Column, TableSpec,  # noqa: F401
-                    build_table, discover_datasets, format_floor, format_rank, has_records, load_records, rank_agreement,
-                    timing_table)
+from .build import (CSV_COLUMNS, EM_DASH, FORMATS, SPECS, TABLE1, TABLE4, TABLES, TABLEX, TableSpec,  # noqa: F401
+                    at_epoch, build_table, discover_datasets, format_floor, format_rank, has_records, load_records,
+                    rank_agreement, record_epoch, record_flag, timing_table)
+from .curves import CURVE_COLUMNS, curve_table  # noqa: F401
 from .command import cmd_table, print_tables  # noqa: F401
 from .render import (footnotes, render_csv, render_latex, render_markdown,  # noqa: F401
                      tex_escape)

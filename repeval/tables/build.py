@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
-from ..storage import read_json
+from ..protocol import REPORT_TABLES, ReportColumn
+from ..registry import MODELS, PROTOCOLS
+from ..records import ResultsLayout
 
 
 EM_DASH = "—"
@@ -19,73 +21,112 @@ FORMATS = ("md", "tex", "csv")
 
 
 @dataclass(frozen=True)
-class Column:
-    key: str            # column id in the CSV and in paper.paper_values
-    label: str          # header text
-    protocol: str
-    metric: str
-    tap: str | None     # None: the protocol's code tap, whichever tap its records carry
-    fmt: str = ".2f"
-
-
-@dataclass(frozen=True)
 class TableSpec:
-    number: int
-    title: str
-    columns: tuple[Column, ...]
+    """A table of ``repeval table``. Its columns are not listed here: they are the
+    :class:`repeval.protocol.ReportColumn` s that the registered protocols declare for table ``id``,
+    in registration order, so a new protocol's columns appear without an edit to this package.
+
+    ``paper``: the paper's table compared with (its CSV under ``repeval/paper/``), None for the extra
+    protocols. ``title``: a prefix to the protocols' title phrases. ``notes``: table-level footnotes
+    (about the paper's table, not about a protocol)."""
+
+    id: str
+    title: str = ""
+    paper: int | None = None
+    notes: tuple[str, ...] = ()
+    paper_note: str = ""
 
     @property
     def name(self) -> str:
-        return f"table{self.number}"
+        return f"table{self.id}"
+
+    @property
+    def number(self) -> str:
+        return self.id
+
+    @property
+    def columns(self) -> tuple[ReportColumn, ...]:
+        return tuple(c for p in PROTOCOLS for c in PROTOCOLS.get(p).report.columns if c.table == self.id)
 
     @property
     def protocols(self) -> frozenset[str]:
         return frozenset(c.protocol for c in self.columns)
 
+    def full_title(self, shown=None) -> str:
+        """The title prefix, then the title phrases of the protocols with a column here (of those in
+        ``shown`` only, when given), in registration order."""
+        phrases = [PROTOCOLS.get(p).report.title for p in PROTOCOLS if p in self.protocols
+                   and (shown is None or p in shown) and PROTOCOLS.get(p).report.title]
+        text = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + (phrases[-1] if phrases else "")
+        return f"{self.title}: {text}" if self.title and text else (self.title or text)
 
-TABLE1 = TableSpec(1, "Non-linear classifier probe, test accuracy (%)", (
-    Column("conv", "conv", "mlp", "accuracy", "conv"),
-    Column("fc", "fc", "mlp", "accuracy", "fc"),
-    Column("y", "y", "mlp", "accuracy", "y")))
+    def column(self, key: str) -> ReportColumn:
+        return next(c for c in self.columns if c.key == key)
 
-TABLE4 = TableSpec(4, "Linear SVM accuracy (%), reconstruction, MINE and NDM", (
-    Column("svm_conv", "SVM conv", "svm", "accuracy", "conv"),
-    Column("svm_fc", "SVM fc", "svm", "accuracy", "fc"),
-    Column("svm_y", "SVM y", "svm", "accuracy", "y"),
-    Column("ssim", "SSIM", "recon", "ssim", None, ".3f"),
-    Column("ms_ssim", "MS-SSIM", "recon", "ms_ssim", None, ".3f"),
-    Column("mine", "MINE", "mine", "mi", None),
-    Column("ndm", "NDM", "ndm", "ndm", None, ".3f")))
 
-SPECS = {1: TABLE1, 4: TABLE4}
+TABLE1 = TableSpec("1", paper=1)
+TABLE4 = TableSpec("4", paper=4, paper_note=" Paper SVM std: over five runs.", notes=(
+    "The paper's Table 4 row \"DIM(L)\" does not name its estimator: we compare it with our DIM(L) (infoNCE), "
+    "the paper's default estimator.",))
+TABLEX = TableSpec("X", title="Extra protocols (not in the paper)")
+TABLES = (TABLE1, TABLE4, TABLEX)
+SPECS = {t.id: t for t in TABLES}
+assert tuple(SPECS) == REPORT_TABLES
 CSV_COLUMNS = ["dataset", "paper_dataset", "table", "row", "display", "model", "column", "column_label",
                "protocol", "tap", "metric", "mean", "std", "n", "seeds", "n_failed", "paper", "paper_std",
-               "delta", "floor", "delta_floor"]
+               "delta", "floor", "delta_floor", "epoch", "not_converged", "degenerate"]
 FLOOR_MODEL = "random"   # the seeded, untrained shared encoder: the floor every learned row must clear
 
 
 # ---------------------------------------------------------------------------------------------- records
 
 def load_records(results: Path, dataset: str) -> tuple[list[dict], list[str]]:
-    """Every record under ``results/<dataset>/records/**.json``; unreadable files are reported, not fatal."""
-    root = Path(results) / dataset / "records"
-    records, problems = [], []
-    for p in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        try:
-            rec = read_json(p)
-        except (OSError, ValueError) as e:
-            problems.append(f"{p}: {type(e).__name__}: {e}")
-            continue
-        if not isinstance(rec, dict) or "protocol" not in rec or "model" not in rec:
-            problems.append(f"{p}: not a repeval record")
-            continue
-        records.append(rec)
-    return records, problems
+    """Every valid record under ``results/<dataset>/records/**.json`` (as dicts) and a list of
+    one-line problems: a file that is not a valid :class:`repeval.records.Record` (unreadable, wrong
+    schema or field types, edited metrics, config not matching its hash) is left out and named."""
+    problems: list[str] = []
+    recs = ResultsLayout(Path(results), dataset).read_records(on_invalid=lambda e: problems.append(str(e)))
+    return [r.to_json() for r in recs], problems
 
 
 def discover_datasets(results: Path) -> list[str]:
     root = Path(results)
     return sorted(d.name for d in root.iterdir() if (d / "records").is_dir()) if root.is_dir() else []
+
+
+def record_epoch(rec: dict) -> int:
+    """The training epoch of the encoder a record evaluated (0: not trained)."""
+    return rec["epoch"]
+
+
+def record_flag(rec: dict, key: str) -> bool | None:
+    """A boolean diagnostic (``converged``, ``degenerate``) from the record or its metrics (the runner
+    stores a protocol's booleans as 1.0 / 0.0); None when absent or not a boolean."""
+    v = rec.get(key, (rec.get("metrics") or {}).get(key))
+    if isinstance(v, bool):
+        return v
+    return bool(v) if isinstance(v, (int, float)) and v in (0, 1) else None
+
+
+def at_epoch(records: list[dict], epoch: int | None = None, protocols=None) -> list[dict]:
+    """The records (of ``protocols``, all when None) at one training epoch per (dataset, model):
+    ``epoch``, or each model's last epoch when None. A model whose records are all at epoch 0 (an
+    untrained encoder, e.g. the random-init floor) is kept at 0 whatever ``epoch`` is asked."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if protocols is None or r.get("protocol") in protocols:
+            groups[(r.get("dataset"), r["model"])].append(r)
+    out = []
+    for rs in groups.values():
+        epochs = {record_epoch(r) for r in rs}
+        want = max(epochs) if epoch is None or epochs == {0} else epoch
+        out += [r for r in rs if record_epoch(r) == want]
+    return out
+
+
+def has_epochs(records: list[dict]) -> bool:
+    """Whether any record carries an explicit ``epoch`` (written by a runner that evaluates along training)."""
+    return any("epoch" in r for r in records)
 
 
 # ---------------------------------------------------------------------------------------------- build
@@ -94,36 +135,42 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _order_key(table: int, display: str) -> tuple:
-    order = {paper.canon(n): i for i, n in enumerate(paper.row_order(table))}
-    i = order.get(paper.canon(display))
+def _order_key(table: int | None, model: str, display: str) -> tuple:
+    """Rows: the paper's (``table``'s, Table 1's when None) in its order, known extras, then the rest
+    alphabetically by display name."""
+    order = {n: i for i, n in enumerate(paper.row_order(table or 1))}
+    i = order.get(model)
     return (0, i, "") if i is not None else (1, 0, display.casefold())
 
 
+def _display(model: str, fallback: str) -> str:
+    return MODELS.get(model).display if model in MODELS else fallback
+
+
 def build_table(records: list[dict], spec: TableSpec, dataset: str,
-                models: list[str] | None = None) -> pd.DataFrame:
+                models: list[str] | None = None, epoch: int | None = None) -> pd.DataFrame:
     """One row per cell of ``spec`` for ``dataset``: ours (mean, sample std, n) beside the paper.
 
+    Records are taken at one epoch per model (:func:`at_epoch`: ``epoch``, default each model's last).
     Rows: our models with at least one record of the table's protocols (filtered by ``models``), and,
     when ``models`` is None, the paper's rows we have no record for (our cells then empty). A row is
-    matched to the paper by its display name (:func:`repeval.paper.canon`). Columns with neither a
-    record nor a paper number are dropped. Missing numbers are NaN (rendered as an em dash)."""
+    matched to the paper by its model name (column ``name`` of the paper's CSV). Columns with neither
+    a record nor a paper number are dropped. Missing numbers are NaN (rendered as an em dash).
+    ``not_converged`` / ``degenerate``: some successful record of the cell says ``converged: false`` /
+    ``degenerate: true``."""
     by_model: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        if r.get("dataset", dataset) != dataset or r.get("protocol") not in spec.protocols:
-            continue
-        if models is not None and r["model"] not in models:
-            continue
-        by_model[r["model"]].append(r)
+    for r in at_epoch([r for r in records if r.get("dataset", dataset) == dataset], epoch, spec.protocols):
+        if models is None or r["model"] in models:
+            by_model[r["model"]].append(r)
     display = {m: (rs[0].get("display") or m) for m, rs in by_model.items()}
-    clash = Counter(paper.canon(d) for d in display.values())
-    rows = [(d if clash[paper.canon(d)] == 1 else f"{d} [{m}]", m, d) for m, d in display.items()]
-    if models is None:
-        have = {paper.canon(d) for d in display.values()}
-        rows += [(p, "", p) for p in paper.paper_rows(spec.number, dataset) if paper.canon(p) not in have]
-    rows.sort(key=lambda t: (_order_key(spec.number, t[2]), t[0].casefold()))
+    clash = Counter(display.values())
+    rows = [(d if clash[d] == 1 else f"{d} [{m}]", m, d) for m, d in display.items()]
+    if models is None and spec.paper:
+        rows += [(_display(m, label), m, _display(m, label)) for m, label in paper.paper_rows(spec.paper, dataset)
+                 if m not in by_model]
+    rows.sort(key=lambda t: (_order_key(spec.paper, t[1], t[2]), t[0].casefold()))
 
-    pv = paper.paper_values(spec.number, dataset)
+    pv = paper.paper_values(spec.paper, dataset) if spec.paper else {}
     out = []
     for i, (label, model, disp) in enumerate(rows):
         for col in spec.columns:
@@ -134,21 +181,26 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                       ((r.get("metrics") or {}).get(col.metric) is not None
                        and not _finite(r["metrics"][col.metric]))]
             vals = np.array([float(r["metrics"][col.metric]) for r in ok])
-            p = pv.get((paper.canon(disp), col.key))
+            p = pv.get((model, col.paper)) if col.paper else None
+            ps = pv.get((model, col.paper_std)) if col.paper_std else None
             mean = float(vals.mean()) if len(vals) else math.nan
             taps = sorted({r.get("tap", "") for r in sel})
+            epochs = sorted({record_epoch(r) for r in ok})
             out.append({
-                "dataset": dataset, "paper_dataset": paper.paper_dataset(dataset) or "",
+                "dataset": dataset, "paper_dataset": (paper.paper_dataset(dataset) or "") if spec.paper else "",
                 "table": spec.name, "row": i, "display": label, "model": model,
                 "column": col.key, "column_label": col.label, "protocol": col.protocol,
                 "tap": col.tap or ",".join(taps), "metric": col.metric,
                 "mean": mean, "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
                 "n": len(vals), "seeds": " ".join(str(s) for s in sorted(r.get("seed", 0) for r in ok)),
-                "n_failed": len(failed), "_records": len(sel), "_disp": disp,
-                "paper": p.mean if p else math.nan,
-                "paper_std": p.std if p and p.std is not None else math.nan,
-                "delta": mean - p.mean if p and len(vals) else math.nan})
-    df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp"])
+                "n_failed": len(failed), "_records": len(sel), "_disp": disp, "_fmt": col.fmt,
+                "paper": p if p is not None else math.nan,
+                "paper_std": ps if ps is not None else math.nan,
+                "delta": mean - p if p is not None and len(vals) else math.nan,
+                "epoch": " ".join(map(str, epochs)),
+                "not_converged": any(record_flag(r, "converged") is False for r in ok),
+                "degenerate": any(record_flag(r, "degenerate") is True for r in ok)})
+    df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp", "_fmt"])
     if df.empty:
         return df
     floor = df[df["model"] == FLOOR_MODEL].set_index("column")["mean"]
@@ -213,7 +265,7 @@ def format_floor(df: pd.DataFrame) -> list[str]:
         g = g[(g["model"] != FLOOR_MODEL) & g["delta_floor"].notna()].sort_values("delta_floor", ascending=False)
         if g.empty:
             continue
-        fmt = ".3f" if g["metric"].iloc[0] in ("ssim", "ms_ssim", "ndm") else ".2f"
+        fmt = g["_fmt"].iloc[0]
         cells = ", ".join(f"{d} {v:+{fmt}}" for d, v in zip(g["display"], g["delta_floor"]))
         lines.append(f"{g['dataset'].iloc[0]} {g['table'].iloc[0]} {col}: random init "
                      f"{g['floor'].iloc[0]:{fmt}}; {int((g['delta_floor'] > 0).sum())}/{len(g)} above; {cells}")
@@ -224,32 +276,34 @@ def format_floor(df: pd.DataFrame) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- budget
 
-PROTOCOL_SECONDS = ("mlp_s", "svm_s", "recon_s", "mine_s", "ndm_s")
-SECONDS = ("train_s", "extract_s", *PROTOCOL_SECONDS, "other_s")        # summed into total_s
-TIMING_COLUMNS = ["model", "display", *SECONDS, "total_s", "records"]
+TIMING_HEAD = ("train_s", "extract_s")
 
 
 def timing_table(records: list[dict]) -> pd.DataFrame:
     """Compute budget per model from the records' ``timing_s`` (seconds of wall time).
 
+    Columns: ``train_s``, ``extract_s``, one ``<protocol>_s`` per registered protocol that has records
+    (registration order), ``other_s`` (records of protocols not registered now), ``total_s``, ``records``.
     ``train_s`` and ``extract_s`` are the largest values any record of the model carries (a record
     written after a resumed or cached stage carries only what that process spent); protocol columns
-    sum ``timing_s.protocol`` over the model's records. Records from processes that were paused or
-    shared the CPU carry that wall time too: the table is an accounting, not a benchmark.
+    sum ``timing_s.protocol`` over the model's records (every epoch). Records from processes that were
+    paused or shared the CPU carry that wall time too: the table is an accounting, not a benchmark.
     """
+    present = {r.get("protocol") for r in records}
+    seconds = (*TIMING_HEAD, *(f"{p}_s" for p in PROTOCOLS if p in present), "other_s")   # summed into total_s
     rows: dict[str, dict] = {}
     for r in records:
         t = r.get("timing_s") or {}
         row = rows.setdefault(r["model"], {"model": r["model"], "display": r.get("display") or r["model"],
-                                           "records": 0, **{c: 0.0 for c in SECONDS}})
+                                           "records": 0, **{c: 0.0 for c in seconds}})
         row["train_s"] = max(row["train_s"], float(t.get("train") or 0.0))
         row["extract_s"] = max(row["extract_s"], float(t.get("extract") or 0.0))
         col = f"{r.get('protocol')}_s"
-        row[col if col in PROTOCOL_SECONDS else "other_s"] += float(t.get("protocol") or 0.0)
+        row[col if col in seconds[len(TIMING_HEAD):-1] else "other_s"] += float(t.get("protocol") or 0.0)
         row["records"] += 1
-    ordered = sorted(rows.values(), key=lambda row: _order_key(1, row["display"]))
-    df = pd.DataFrame(ordered, columns=TIMING_COLUMNS)
-    df["total_s"] = df[list(SECONDS)].sum(axis=1)
+    ordered = sorted(rows.values(), key=lambda row: _order_key(1, row["model"], row["display"]))
+    df = pd.DataFrame(ordered, columns=["model", "display", *seconds, "total_s", "records"])
+    df["total_s"] = df[list(seconds)].sum(axis=1)
     total = {"model": "TOTAL", "display": "all models", "records": int(df["records"].sum()),
-             **{c: float(df[c].sum()) for c in (*SECONDS, "total_s")}}
+             **{c: float(df[c].sum()) for c in (*seconds, "total_s")}}
     return pd.concat([df, pd.DataFrame([total])], ignore_index=True)

@@ -9,8 +9,9 @@ import pandas as pd
 from .. import paper
 from ..progress import LOGGER
 from ..storage import atomic_write_text
-from .build import (FORMATS, TABLE1, TABLE4, TableSpec, build_table, discover_datasets, format_floor, format_rank, has_records,
-                    load_records, rank_agreement, timing_table)
+from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_rank,
+                    has_records, load_records, rank_agreement, timing_table)
+from .curves import curve_table
 from .render import footnotes, render_csv, render_latex, render_markdown, table_title
 
 # ---------------------------------------------------------------------------------------------- command
@@ -26,9 +27,10 @@ def _write(path: Path, text: str, written: list[Path]) -> None:
 
 
 def _emit(df: pd.DataFrame, records: list[dict], spec: TableSpec, out: Path, formats: list[str],
-          plots: bool, written: list[Path]) -> pd.DataFrame:
-    notes = footnotes(df, records, spec)
-    rank = rank_agreement(df)
+          plots: bool, written: list[Path], epoch: int | None) -> pd.DataFrame | None:
+    """Write one table in every format (+ its plot); return its rank agreement (None without paper)."""
+    notes = footnotes(df, records, spec, epoch)
+    rank = rank_agreement(df) if spec.paper else None
     if "md" in formats:
         _write(out / f"{spec.name}.md", render_markdown(df, spec, notes, rank), written)
     if "tex" in formats:
@@ -41,8 +43,25 @@ def _emit(df: pd.DataFrame, records: list[dict], spec: TableSpec, out: Path, for
     return rank
 
 
+def _curves(recs: list[dict], ds: str, out: Path, formats: list[str], plots: bool, written: list[Path]) -> None:
+    curves = curve_table(recs, ds)
+    if curves.empty:
+        print(f"{ds}: no records of a protocol with a learning curve: learning_curve skipped")
+        return
+    if "csv" in formats:
+        _write(out / "learning_curve.csv", curves.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+               written)
+    if plots:
+        from ..plots import plot_curves
+        written.append(plot_curves(curves, out / "learning_curve.png",
+                                   f"Learning curves, {paper.dataset_title(ds)}: accuracy against encoder epoch"))
+
+
 def cmd_table(args) -> int:
-    """Build Tables 1 and 4 per dataset from stored records; see the module docstring."""
+    """Build Tables 1, 4 and X per dataset from stored records; see the module docstring."""
+    epoch = getattr(args, "epoch", None)
+    if epoch is not None and epoch < 0:
+        return _err(f"--epoch: must be >= 0, got {epoch}")
     formats = [f.strip() for f in (args.format or "").split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -68,13 +87,16 @@ def cmd_table(args) -> int:
         out = Path(args.out) if args.out and len(datasets) == 1 else (
             Path(args.out) / ds if args.out else results / ds)
         ds_ranks = []
-        for spec in (TABLE1, TABLE4):
-            df = build_table(recs, spec, ds)
+        for spec in TABLES:
+            df = build_table(recs, spec, ds, epoch=epoch)
             if not has_records(df):
-                print(f"{ds}: no records of {', '.join(sorted(spec.protocols))}: {spec.name} skipped")
+                at = f" at epoch {epoch}" if epoch is not None else ""
+                print(f"{ds}: no records of {', '.join(sorted(spec.protocols))}{at}: {spec.name} skipped")
                 continue
             print(f"\n{render_markdown(df, spec, []).split(chr(10) + 'Notes:')[0].rstrip()}")
-            ds_ranks.append(_emit(df, recs, spec, out, formats, plots, written))
+            rank = _emit(df, recs, spec, out, formats, plots, written, epoch)
+            if rank is not None:
+                ds_ranks.append(rank)
             frames.append(df)
             if spec is TABLE1 and paper.paper_dataset(ds):
                 t1_frames.append(df)
@@ -85,6 +107,7 @@ def cmd_table(args) -> int:
             _write(out / "timing.csv", timing_table(recs).to_csv(index=False, float_format="%.1f",
                                                                  lineterminator="\n"), written)
         ranks += ds_ranks
+        _curves(recs, ds, out, formats, plots, written)
         if plots:
             from ..plots import plot_recon_grids
             names = {r["model"]: r.get("display") or r["model"] for r in recs}
@@ -96,7 +119,7 @@ def cmd_table(args) -> int:
     if len(t1_frames) > 1:   # the paper's layout: one Table 1, a column group per CIFAR dataset
         both = pd.concat(t1_frames, ignore_index=True)
         all_recs = [r for recs in loaded.values() for r in recs]
-        _emit(both, all_recs, TABLE1, Path(args.out) if args.out else results, formats, plots, written)
+        _emit(both, all_recs, TABLE1, Path(args.out) if args.out else results, formats, plots, written, epoch)
     if ranks:
         print("\nRank agreement with the paper (Kendall's tau-b, our ranking vs the paper's):")
         for line in format_rank(pd.concat(ranks)):
@@ -114,15 +137,17 @@ def cmd_table(args) -> int:
 
 def print_tables(results: Path, dataset: str, models: list[str] | None = None) -> None:
     """The tables (no footnotes) on stdout: what ``repeval run`` prints at its end."""
-    recs, _ = load_records(results, dataset)
+    recs, problems = load_records(results, dataset)
+    for p in problems:
+        print(f"repeval: warning: skipping unreadable record {p}", file=sys.stderr)
     shown = False
-    for spec in (TABLE1, TABLE4):
+    for spec in TABLES:
         df = build_table(recs, spec, dataset, models)
         if has_records(df):
             print("\n" + render_markdown(df, spec, []).split("\nNotes:")[0].rstrip())
             shown = True
     if not shown:
-        print(f"(no Table 1 / Table 4 records for {dataset})")
+        print(f"(no table records for {dataset})")
     else:
         print(f"\n(footnotes, paper comparison files and plots: repeval table --dataset {dataset} "
               f"--results {results})")

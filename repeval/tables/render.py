@@ -11,9 +11,17 @@ import pandas as pd
 from tabulate import tabulate
 
 from .. import paper
-from .build import CSV_COLUMNS, EM_DASH, TableSpec, _order_key
+from ..registry import PROTOCOLS
+from .build import CSV_COLUMNS, EM_DASH, TableSpec, at_epoch, has_epochs, record_epoch
 
 # ---------------------------------------------------------------------------------------------- notes
+
+def _training(rec: dict) -> dict | None:
+    """The training settings of a record's encoder (shared training config + family config), or None
+    for an encoder that was not trained."""
+    enc = rec["config"]["encoder"]
+    return {**enc["train"], **enc["config"]} if enc.get("kind") == "trained" else None
+
 
 def _cfg_text(d: dict | None, skip: tuple[str, ...] = ()) -> str:
     if not d:
@@ -64,45 +72,63 @@ def _seed_note(df: pd.DataFrame) -> str:
     return out
 
 
-def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec) -> list[str]:
-    """The footnotes of a table: data, metrics, the paper's numbers, seeds, budget, protocol settings,
-    failures and provenance, all read from the records that made the cells."""
-    used = [r for r in records if r.get("protocol") in spec.protocols
-            and (r.get("model") in set(df["model"])) and r.get("dataset") in set(df["dataset"])]
+def _flag_note(df: pd.DataFrame) -> str | None:
+    parts = []
+    n = int(df["not_converged"].sum())
+    if n:
+        parts.append(f"{NOT_CONVERGED} = not converged: a record of the cell says `converged: false` (the protocol "
+                     f"stopped at its budget, not by its stopping rule) ({n} cell{'s' if n != 1 else ''})")
+    n = int(df["degenerate"].sum())
+    if n:
+        parts.append(f"{DEGENERATE} = degenerate solution: a record of the cell says `degenerate: true` (e.g. the "
+                     f"linear SVM's W ≈ 0 regime) ({n} cell{'s' if n != 1 else ''})")
+    return "Flags: " + "; ".join(parts) + "." if parts else None
+
+
+def _epoch_note(used: list[dict], epoch: int | None) -> str | None:
+    if epoch is None and not has_epochs(used):
+        return None
+    groups = _group_models([(str(record_epoch(r)), r.get("display") or r["model"]) for r in used])
+    how = f"--epoch {epoch}; untrained encoders at 0" if epoch is not None else "each model's last"
+    text = " | ".join(e + (f" [{', '.join(ms)}]" if len(groups) > 1 else " (every row)") for e, ms in groups)
+    return f"Encoder training epoch ({how}): {text}."
+
+
+def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int | None = None) -> list[str]:
+    """The footnotes of a table: data, metrics, the paper's numbers, seeds, flags, epochs, budget,
+    protocol settings, failures and provenance, all read from the records that made the cells (at the
+    epoch the table was built for, see :func:`repeval.tables.build.at_epoch`)."""
+    used = [r for r in at_epoch(records, epoch, spec.protocols)
+            if (r.get("model") in set(df["model"])) and r.get("dataset") in set(df["dataset"])]
     notes = []
     for ds in dict.fromkeys(df["dataset"]):
         ds_notes = sorted({r.get("dataset_note") or "" for r in used if r.get("dataset") == ds} - {""})
         text = f"Dataset: {ds}" + (f" ({'; '.join(ds_notes)})" if ds_notes else "") + "."
         pds = paper.paper_dataset(ds)
-        if pds is None:
+        if spec.paper and pds is None:
             text += f" The paper reports no numbers for {ds}: no paper column, no difference."
-        elif pds != ds:
+        elif spec.paper and pds != ds:
             text += (f" Compared with the paper's {paper.dataset_title(pds)} numbers: part of each "
                      "difference may come from the JPEG compression of this copy.")
         notes.append(text)
-    if spec.number == 1:
-        notes.append("Cells: test accuracy (%) of the non-linear probe (protocol `mlp`, metric `accuracy`: "
-                     "accuracy after the last epoch; the paper averaged test accuracy over the last 100 "
-                     "epochs) on frozen features at conv (last conv layer), fc (1024 units) and y (64-d code).")
-    else:
-        notes.append("Cells: SVM = linear SVM test accuracy (%) (protocol `svm`, metric `accuracy`); SSIM = "
-                     "protocol `recon`, metric `ssim`, compared with the paper's column \"MS-SSIM\", which the "
-                     "released code computes as single-scale SSIM (DIM_SPEC.md, protocol 3); MS-SSIM = our "
-                     "metric `ms_ssim` (no paper counterpart); MINE = protocol `mine`, metric `mi` (nats); "
-                     "NDM = protocol `ndm`, metric `ndm`.")
-        notes.append("The paper's Table 4 row \"DIM(L)\" does not name its estimator: we compare it with our "
-                     "DIM(L) (infoNCE), the paper's default estimator.")
-    if any(paper.paper_dataset(ds) for ds in df["dataset"]):
-        notes.append(f"Paper: Hjelm et al., ICLR 2019, camera-ready Table {spec.number} (the review version's "
-                     "numbers differ); Δ = ours − paper (means). Rows the paper lacks follow its rows."
-                     + (" Paper SVM std: over five runs." if spec.number == 4 else ""))
+    shown = set(df["protocol"])
+    cells = [PROTOCOLS.get(p).report.footnote for p in PROTOCOLS if p in shown and PROTOCOLS.get(p).report.footnote]
+    if cells:
+        notes.append("Cells: " + "; ".join(cells) + ".")
+    notes += list(spec.notes)
+    if spec.paper and any(paper.paper_dataset(ds) for ds in df["dataset"]):
+        notes.append(f"Paper: Hjelm et al., ICLR 2019, camera-ready Table {spec.paper} (the review version's "
+                     "numbers differ); Δ = ours − paper (means). Rows the paper lacks follow its rows." + spec.paper_note)
+    elif not spec.paper:
+        notes.append("The paper has no counterpart for these protocols: no paper column.")
     notes.append(_seed_note(df))
+    for note in (_flag_note(df), _epoch_note(used, epoch)):
+        if note:
+            notes.append(note)
 
-    trained = _group_models([
-        ("preset " + str(r["config"].get("preset")) + "; " + _cfg_text(r["config"].get("train")),
-         r.get("display") or r["model"]) for r in used if (r.get("config") or {}).get("train")])
-    untrained = list(dict.fromkeys(r.get("display") or r["model"] for r in used
-                                   if not (r.get("config") or {}).get("train")))
+    trained = _group_models([("preset " + str(r.get("preset")) + "; " + _cfg_text(_training(r)),
+                               r.get("display") or r["model"]) for r in used if _training(r)])
+    untrained = list(dict.fromkeys(r.get("display") or r["model"] for r in used if not _training(r)))
     budget = [f"{t}" + (f" [{', '.join(ms)}]" if len(trained) > 1 else "") for t, ms in trained]
     if untrained:
         budget.append("not trained: " + ", ".join(untrained))
@@ -140,17 +166,22 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec) -> list[st
 
 # ---------------------------------------------------------------------------------------------- render
 
+NOT_CONVERGED, DEGENERATE = "†", "‡"
+
+
 @dataclass(frozen=True)
 class _Style:
     dash: str
     pm: str
-    minus: str
-    wrap: str           # format string for a number cell, {} = content
-    sup: str            # format string for a superscript, {} = n
+    wrap: str                       # format string for a number cell, {} = content
+    marks: tuple[str, str]          # not converged, degenerate
+    sup: str                        # format string for a superscript, {} = its items joined by sep
+    sep: str
+    marks_in_sup: bool              # TeX: one superscript holds the marks and n
 
 
-MD = _Style(EM_DASH, " ± ", "-", "{}", " <sup>n={}</sup>")
-TEX = _Style("---", r" \pm ", "-", "${}$", "^{{n={}}}")
+MD = _Style(EM_DASH, " ± ", "{}", (NOT_CONVERGED, DEGENERATE), " <sup>{}</sup>", ", ", False)
+TEX = _Style("---", r" \pm ", "${}$", (r"\dagger", r"\ddagger"), "^{{{}}}", ",", True)
 
 
 def _columns(df: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
@@ -161,18 +192,20 @@ def _columns(df: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
     return out
 
 
-def _fmt(spec: TableSpec, key: str) -> str:
-    return next(c.fmt for c in spec.columns if c.key == key)
-
-
 def _ours(cell: pd.Series | None, fmt: str, mode_n: int, st: _Style) -> str:
     if cell is None or math.isnan(cell["mean"]):
         return st.dash
     s = f"{cell['mean']:{fmt}}"
     if cell["n"] > 1:
         s += f"{st.pm}{cell['std']:{fmt}}"
-    if cell["n"] != mode_n:
-        s += st.sup.format(cell["n"])
+    marks = [m for m, on in zip(st.marks, (cell["not_converged"], cell["degenerate"])) if on]
+    sup = [f"n={cell['n']}"] if cell["n"] != mode_n else []
+    if st.marks_in_sup:
+        sup = marks + sup
+    else:
+        s += "".join(marks)
+    if sup:
+        s += st.sup.format(st.sep.join(sup))
     return st.wrap.format(s)
 
 
@@ -199,14 +232,14 @@ def _grid(df: pd.DataFrame, spec: TableSpec, st: _Style) -> tuple[list[str], lis
     modes = {}
     for (ds, key), g in df[df["n"] > 0].groupby(["dataset", "column"], sort=False):
         modes[(ds, key)] = int(g["n"].mode().max())
-    disp = dict(zip(df["display"], df["_disp"]))
-    labels = sorted(disp, key=lambda d: (_order_key(spec.number, disp[d]), d))
+    first = df.sort_values("row", kind="stable")
+    labels = list(dict.fromkeys(first["display"]))
     body = []
     for lab in labels:
         line = []
         for ds, key, _, has_paper in cols:
             cell = idx.get((ds, lab, key))
-            fmt = _fmt(spec, key)
+            fmt = spec.column(key).fmt
             line.append(_ours(cell, fmt, modes.get((ds, key), 1), st))
             if has_paper:
                 line += [_paper(cell, fmt, st), _delta(cell, fmt, st)]
@@ -216,12 +249,15 @@ def _grid(df: pd.DataFrame, spec: TableSpec, st: _Style) -> tuple[list[str], lis
 
 def table_title(df: pd.DataFrame, spec: TableSpec) -> str:
     names = ", ".join(paper.dataset_title(d) for d in dict.fromkeys(df["dataset"]))
-    return f"Table {spec.number}: {spec.title}, {names}"
+    return f"Table {spec.number}: {spec.full_title(set(df['protocol']))}, {names}"
 
 
 def _caption(df: pd.DataFrame, spec: TableSpec) -> str:
     names = ", ".join(paper.dataset_title(d) for d in dict.fromkeys(df["dataset"]))
-    return f"{spec.title}, {names}: ours beside Table {spec.number} of Hjelm et al. (ICLR 2019)."
+    title = spec.full_title(set(df["protocol"]))
+    if spec.paper:
+        return f"{title}, {names}: ours beside Table {spec.paper} of Hjelm et al. (ICLR 2019)."
+    return f"{title}, {names}: no counterpart in Hjelm et al. (ICLR 2019)."
 
 
 def render_markdown(df: pd.DataFrame, spec: TableSpec, notes: list[str], rank: pd.DataFrame | None = None) -> str:
@@ -253,7 +289,8 @@ _TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#
                "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
 _TEX_UNICODE = {"—": "---", "–": "--", "−": "$-$", "±": r"$\pm$", "β": r"$\beta$", "τ": r"$\tau$",
                 "Δ": r"$\Delta$", "×": r"$\times$", "≤": r"$\le$", "≥": r"$\ge$", "’": "'", "‘": "`",
-                "“": "``", "”": "''", "…": r"\ldots{}", "°": r"$^\circ$", "·": r"$\cdot$"}
+                "“": "``", "”": "''", "…": r"\ldots{}", "°": r"$^\circ$", "·": r"$\cdot$",
+                "†": r"$\dagger$", "‡": r"$\ddagger$", "≈": r"$\approx$"}
 
 
 def tex_escape(text: str) -> str:
@@ -320,6 +357,8 @@ def render_latex(df: pd.DataFrame, spec: TableSpec, notes: list[str]) -> str:
 
 
 def render_csv(df: pd.DataFrame) -> str:
+    """The tidy CSV: one row per cell, columns :data:`repeval.tables.build.CSV_COLUMNS` (the flags as
+    True/False)."""
     return df[CSV_COLUMNS].to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 

@@ -1,0 +1,56 @@
+"""Records -> learning curves: a protocol's headline metric against the encoder's training epoch
+(pure, no I/O).
+
+Drawn for the protocols that declare ``curve`` in their :class:`repeval.protocol.Reporting` (the
+probe ``mlp``; ``knn`` and ``linear`` when present), per model and tap: mean, sample std and seed
+count over the seeds at each epoch (:func:`repeval.tables.build.record_epoch`). The random-init
+encoder (model ``random``, epoch 0) is the floor the figure draws as a horizontal line.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+from ..registry import PROTOCOLS
+from .build import FLOOR_MODEL, _finite, _order_key, record_epoch
+
+CURVE_COLUMNS = ["dataset", "model", "display", "protocol", "metric", "tap", "epoch", "mean", "std", "n", "seeds"]
+
+
+def curve_table(records: list[dict], dataset: str) -> pd.DataFrame:
+    """One row per (model, protocol, headline metric, tap, epoch) of ``dataset``'s successful records.
+
+    Rows are ordered as Table 1 orders models, then protocol (registration order), metric, tap,
+    epoch; ``std`` is NaN for a single seed."""
+    metrics = {p: PROTOCOLS.get(p).report.metrics for p in PROTOCOLS if PROTOCOLS.get(p).report.curve}
+    values: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+    display: dict[str, str] = {}
+    for r in records:
+        proto = r.get("protocol")
+        if r.get("dataset", dataset) != dataset or proto not in metrics or not r.get("success"):
+            continue
+        display.setdefault(r["model"], r.get("display") or r["model"])
+        for m in metrics[proto]:
+            v = (r.get("metrics") or {}).get(m)
+            if _finite(v):
+                values[(r["model"], proto, m, str(r.get("tap", "")), record_epoch(r))].append((r.get("seed", 0), v))
+    proto_rank = {p: i for i, p in enumerate(PROTOCOLS)}
+    rows = []
+    for (model, proto, metric, tap, epoch), sv in values.items():
+        vals = np.array([v for _, v in sv], dtype=float)
+        rows.append({"dataset": dataset, "model": model, "display": display[model], "protocol": proto,
+                     "metric": metric, "tap": tap, "epoch": epoch, "mean": float(vals.mean()),
+                     "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan, "n": len(vals),
+                     "seeds": " ".join(str(s) for s, _ in sorted(sv))})
+    rows.sort(key=lambda r: (_order_key(1, r["model"], r["display"]), proto_rank[r["protocol"]],
+                             metrics[r["protocol"]].index(r["metric"]), r["tap"], r["epoch"]))
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def floor_of(curves: pd.DataFrame) -> pd.DataFrame:
+    """The random-init rows of ``curves`` (the floor drawn as a line), indexed by (protocol, metric, tap)."""
+    f = curves[curves["model"] == FLOOR_MODEL]
+    return f.drop_duplicates(["protocol", "metric", "tap"], keep="last").set_index(["protocol", "metric", "tap"])
