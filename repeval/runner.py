@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -54,6 +55,7 @@ class RunOptions:
     rerun: tuple[str, ...] = ()                     # "MODEL" (retrain + re-evaluate) or "MODEL/PROTOCOL"
     dry_run: bool = False                           # print the plan, compute nothing
     train_only: bool = False                        # train (and keep every evaluation epoch), evaluate nothing
+    on_epoch: Callable | None = None                # (model, epoch, mean losses) after training, e.g. TensorBoardLog
 
 
 @dataclass
@@ -306,8 +308,11 @@ def encoder_at(family: Family, epoch: int, plan: ModelPlan, opts: RunOptions, cf
                 log(f"[{plan.name}] epoch {ep + 1}/{cfg.train.epochs} "
                     + " ".join(f"{k}={v:.4g}" for k, v in losses.items()) + f" ({time.time() - t0:.0f} s)",
                     opts.quiet or not prog.disable)
-        return train(family, x, y, mdir / "train.pt", until=epoch, name=plan.name, progress=on_step,
-                     keep=lambda e: mdir / f"epoch-{e}.pt" if e in points else None)
+        history = train(family, x, y, mdir / "train.pt", until=epoch, name=plan.name, progress=on_step,
+                        keep=lambda e: mdir / f"epoch-{e}.pt" if e in points else None)
+    for e, losses in enumerate(history if opts.on_epoch else [], 1):
+        opts.on_epoch(plan.name, e, losses)
+    return history
 
 
 def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, prog: Progress,
