@@ -62,7 +62,7 @@ class MINEConfig:
     x_features: int = 64          # width of the x branch output
     conv_channels: tuple[int, ...] = (64, 128, 256)   # image branch: one conv 4x4/2/1 per entry
     eval_shuffles: int = 8        # marginal samples per held-out joint sample
-    eval_every: int = 100         # steps between validation evaluations
+    eval_every: int = 50          # steps between validation evaluations
     patience: int = 4             # evaluations without a gain before stopping
     min_delta: float = 0.002      # nats: a smaller gain does not reset the patience
     val_fraction: float = 0.2     # share of the training pairs held back for the stop rule

@@ -39,10 +39,14 @@ import numpy as np
 from bmi.estimators import InfoNCEEstimator, MINEEstimator
 data = np.load(sys.argv[1])
 names = json.loads(sys.argv[2])
+which = json.loads(sys.argv[4])
 out = {}
 for name in names:
     x, y = data[name + "/x"], data[name + "/y"]
-    for label, est in (("bmi_mine", MINEEstimator(verbose=False)), ("bmi_infonce", InfoNCEEstimator(verbose=False))):
+    for label, make in (("bmi_mine", MINEEstimator), ("bmi_infonce", InfoNCEEstimator)):
+        if label[4:] not in which:
+            continue
+        est = make(verbose=False)
         t0 = time.perf_counter()
         v = float(est.estimate(x, y))
         out.setdefault(name, {})[label] = (v, time.perf_counter() - t0)
@@ -69,11 +73,12 @@ def bmi_python(arg: str | None) -> str | None:
     return py
 
 
-def run_published(py: str, samples: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+def run_published(py: str, samples: dict[str, tuple[np.ndarray, np.ndarray]], which: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         npz, out = Path(tmp) / "samples.npz", Path(tmp) / "out.json"
         np.savez(npz, **{f"{k}/{a}": v for k, (x, y) in samples.items() for a, v in (("x", x), ("y", y))})
-        subprocess.run([py, "-c", BMI_RUNNER, str(npz), json.dumps(list(samples)), str(out)], check=True)
+        subprocess.run([py, "-c", BMI_RUNNER, str(npz), json.dumps(list(samples)), str(out),
+                        json.dumps(which)], check=True)
         return json.loads(out.read_text())
 
 
@@ -84,6 +89,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--bmi-python", default=None)
+    p.add_argument("--published", default="mine,infonce", help="published estimators to run: mine, infonce")
     p.add_argument("--options", default="", help="estimate_mi options, e.g. 'estimator=infonce,steps=2000'")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -95,7 +101,7 @@ def main(argv=None) -> None:
     pub = {}
     if py:
         t0 = time.perf_counter()
-        pub = run_published(py, samples)
+        pub = run_published(py, samples, args.published.split(","))
         print(f"# published estimators: {time.perf_counter() - t0:.0f} s in {py}")
     rows = []
     for t in chosen:
@@ -109,7 +115,7 @@ def main(argv=None) -> None:
         rows.append(row)
         print("# " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
               flush=True)
-    report(rows, [c for c in ("ours", "bmi_mine", "bmi_infonce") if c in rows[0]])
+    report(rows, ["ours"] + [c for c in ("bmi_mine", "bmi_infonce") if all(c in r for r in rows)])
 
 
 def type_guess(v: str):
