@@ -19,7 +19,7 @@ The authors never released this code; repeval's choices (Belghazi et al. 2018, "
 - Stop rule (:func:`repeval.mi.fit_with_stop_rule`): ``val_fraction`` of the training pairs (at most
   ``max_val``) is held back; Adam at a constant ``lr``; every ``eval_every`` steps the bound is
   evaluated on that validation split; after ``patience`` evaluations without a gain of ``min_delta``
-  the run stops (``converged`` = 1) and the best state is kept; ``steps`` is the cap
+  the run stops (``converged`` = 1; not before ``min_steps``) and the best state is kept; ``steps`` is the cap
   (``converged`` = 0 when it is reached). ``lr_final`` > 0 (below ``lr``) turns a plateau into a
   tenfold learning-rate drop (down to ``lr_final``) before the final stop.
 - Reported: ``mi_bound`` the bound on *held-out* pairs (the test split, ``eval_shuffles`` shuffles of
@@ -51,6 +51,7 @@ class MINEConfig:
     estimator: str = "dv"         # "dv" (MINE), "infonce", "nwj"
     transform: str = "copula"     # per-dimension map before the critic: "copula", "zscore", "none"
     steps: int = 4000             # cap on training steps
+    min_steps: int = 500          # no stop by patience before this
     batch_size: int = 256
     lr: float = 1e-3              # constant (no decay squeezed into the cap)
     lr_final: float = 0.0         # > 0 and < lr: plateaus divide lr by 10 down to this, then stop

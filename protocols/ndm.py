@@ -12,7 +12,7 @@ the batch: a per-column permutation), and the dependence is read off as a diverg
   a fresh per-column shuffle each step.
 - Stop rule: ``val_fraction`` of the training rows (at most ``max_val``) is held back; every
   ``eval_every`` steps the DV value on it is computed; after ``patience`` evaluations without a gain
-  of ``min_delta`` the run stops (``converged`` = 1) with the best state kept; ``steps`` is the cap
+  of ``min_delta`` the run stops (``converged`` = 1; not before ``min_steps``) with the best state kept; ``steps`` is the cap
   (``converged`` = 0 when reached).
 - Reported value: the Donsker-Varadhan estimate mean_P T - log mean_Q exp(T) on *held-out* rows
   (the test split) with ``eval_shuffles`` independent column shuffles as marginal samples, and its
@@ -44,6 +44,7 @@ __all__ = ["NDMConfig", "neural_dependency", "neural_dependency_details", "ndm_p
 @dataclass(frozen=True)
 class NDMConfig:
     steps: int = 3000             # cap on training steps
+    min_steps: int = 200          # no stop by patience before this
     batch_size: int = 512         # the paper used 10,000; clipped to the number of training rows
     lr: float = 5e-4              # constant (no decay squeezed into the cap)
     beta1: float = 0.9

@@ -199,7 +199,8 @@ class StatisticsNetwork(nn.Module):
 class StopRule:
     """Early stopping on a held-out bound: evaluate every ``eval_every`` steps; stop after
     ``patience`` evaluations without a gain above ``min_delta`` nats over the best so far (then
-    ``converged``); never run more than ``max_steps``. When ``lr_final`` is below the starting
+    ``converged``), but not before ``min_steps`` (a critic's bound is often flat before it starts
+    to learn); never run more than ``max_steps``. When ``lr_final`` is below the starting
     learning rate, a plateau first divides the rate by 10 (not below ``lr_final``), restores the best
     state and resets the patience; only a plateau at the floor stops the run."""
 
@@ -208,6 +209,7 @@ class StopRule:
     patience: int
     min_delta: float = 0.0
     lr_final: float = 0.0
+    min_steps: int = 0
 
 
 @dataclass
@@ -248,7 +250,7 @@ def fit_with_stop_rule(net: nn.Module, opt: torch.optim.Optimizer, step_loss: Ca
             best_state = copy.deepcopy(net.state_dict())
         else:
             bad += 1
-        if bad >= rule.patience:
+        if bad >= rule.patience and step >= rule.min_steps:
             if 0 < rule.lr_final < lr * (1 - 1e-9):
                 lr = max(lr / 10, rule.lr_final)
                 for group in opt.param_groups:
@@ -333,7 +335,7 @@ def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor
 
     Shapes: ``x_tr`` (N, Dx) or (N, C, H, W), ``y_tr`` (N, Dy), ``x_te`` / ``y_te`` likewise (M rows).
     ``cfg`` is a :class:`repeval.protocols.mine.MINEConfig` (fields read: estimator, transform,
-    steps, batch_size, lr, lr_final, beta1, beta2, ema_rate, hidden, layers, x_features,
+    steps, min_steps, batch_size, lr, lr_final, beta1, beta2, ema_rate, hidden, layers, x_features,
     conv_channels, eval_shuffles, eval_every, patience, min_delta, val_fraction, max_val,
     max_train, max_eval).
 
@@ -388,7 +390,7 @@ def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor
     def val_bound() -> float:
         return critic_value(cfg.estimator, net, x_val, y_val, perms=val_perms, block=bs)[0]
 
-    rule = StopRule(cfg.steps, cfg.eval_every, cfg.patience, cfg.min_delta, cfg.lr_final)
+    rule = StopRule(cfg.steps, cfg.eval_every, cfg.patience, cfg.min_delta, cfg.lr_final, cfg.min_steps)
     fit_res = fit_with_stop_rule(net, opt, step_loss, val_bound, rule, what=f"MINE ({cfg.estimator})")
     m = x_te.shape[0]
     te_perms = [torch.randperm(m, generator=g).to(dev) for _ in range(cfg.eval_shuffles)]
@@ -424,7 +426,7 @@ def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg, *, seed: int,
     """Neural dependency measure of the columns of z: fit a critic on ``z_tr`` (N, D), score ``z_te`` (M, D).
 
     ``cfg`` is a :class:`repeval.protocols.ndm.NDMConfig` (fields read: standardize, steps,
-    batch_size, lr, beta1, beta2, hidden, eval_shuffles, eval_every, patience, min_delta,
+    min_steps, batch_size, lr, beta1, beta2, hidden, eval_shuffles, eval_every, patience, min_delta,
     val_fraction, max_val, max_eval). Hjelm et al. 2019, Sec. 4.1 / DIM_SPEC.md protocol 5: the
     critic (D -> hidden... -> 1, ReLU) separates rows of z (joint) from column-shuffled rows (product
     of marginals), trained on the KL (NWJ) bound E_P[T] - E_Q[e^(T - 1)]
@@ -459,7 +461,7 @@ def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg, *, seed: int,
         zb = z_fit if bs == n_fit else z_fit[torch.randperm(n_fit, generator=g_batch)[:bs].to(dev)]
         return -kl_bound(critic(zb).squeeze(1), critic(shuffle_columns(zb, g_batch)).squeeze(1))
 
-    rule = StopRule(cfg.steps, cfg.eval_every, cfg.patience, cfg.min_delta)
+    rule = StopRule(cfg.steps, cfg.eval_every, cfg.patience, cfg.min_delta, min_steps=cfg.min_steps)
     fit_res = fit_with_stop_rule(critic, opt, step_loss, lambda: dependence_value(critic, z_val, val_q)[0], rule,
                                  what="NDM critic")
     bound, stderr = dependence_value(critic, z_te, [shuffle_columns(z_te, g) for _ in range(cfg.eval_shuffles)])
