@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from repeval.protocols.mlp import probe_head
+from repeval.nets import probe_head
 from repeval.train import Family
 from repeval.zoo import register_model
 

@@ -9,25 +9,32 @@ test accuracy; C and feature scaling were never released. repeval's choices:
   max_k [1{k != y} + s_k] - s_y) or one-vs-rest (sum_k max(0, 1 - t_k s_k), t_k = +-1), linear
   scores s = W x + b, bias unregularised; ``loss="squared_hinge"`` squares each hinge term.
 - Primal objective per C: 1/2 |W|^2 + C sum_i hinge_i, minimised as
-  mean_i hinge_i + |W|^2 / (2 C n) with minibatch Adam (``batch_size``, ``lr``, cosine decay to
-  0 over ``epochs``, at least ``min_steps`` steps), W initialised at 0. All C of the grid are
-  trained together in one pass (the score matrix holds every C's weights); standardisation is
-  folded into the weights (no standardised copy of X), minibatches are fixed contiguous blocks of
-  a seeded permutation visited in a fresh order each epoch, and the weight gradient is computed
-  as G^T X (PERF_NOTES.md: never X^T G).
+  P = mean_i hinge_i + |W|^2 / (2 C n) with minibatch Adam (``batch_size``, ``lr``), W initialised
+  at 0, in cycles: each cycle decays the learning rate from ``lr`` to 0 along a cosine over
+  ``epochs`` epochs (at least ``min_steps`` steps), then P is evaluated on all training rows.
+  Convergence rule: the solver stops when P moved by at most ``tol`` (relative, default 1e-3)
+  over the last cycle (one more cycle of the same optimiser, restarted at ``lr``, no longer
+  changes the objective), else after ``max_cycles`` cycles, and says which (``converged``).
+  All C of the grid are trained together in one pass (the score matrix holds every C's
+  weights); standardisation is folded into the weights (no standardised copy of X), minibatches
+  are fixed contiguous blocks of a seeded permutation visited in a fresh order each epoch, and
+  the weight gradient is computed as G^T X (PERF_NOTES.md: never X^T G).
 - C grid ``c_grid`` (default 1e-4, 1e-3, 1e-2, 1e-1, 1): chosen by accuracy on a validation split
   (``val_fraction`` = 10% of the training split, seeded, ties go to the smaller C); with
   ``refit`` the chosen C is then retrained on the whole training split and evaluated on the test
   split.
 - Five seeds by default (``seeds=5``): the seed changes the validation split and the minibatch
   order. Reported: ``accuracy`` (test, %), ``c``, ``val_accuracy``, ``train_accuracy``,
-  ``weight_norm`` (|W| of the reported model, standardised space) and the validation accuracy
-  of every C.
+  ``weight_norm`` (|W| of the reported model, standardised space), ``degenerate`` (``weight_norm``
+  < ``degenerate_norm``: the W ~ 0 regime below), the solver's ``converged``, ``objective`` (P),
+  ``objective_rel_change`` (the tolerance reached), ``steps`` and ``cycles`` for the reported
+  model, ``select_converged`` (every C of the selection fit converged) and the validation
+  accuracy of every C.
 - Caveat: on features with little linear signal the multiclass *hinge* optimum is W = 0 for every
   C of a practical grid (measured on random-init y of cifar10-jpeg: scikit-learn's converged
   Crammer-Singer LinearSVC has |W| < 1e-8 at C = 1 and 10). The accuracy of such a solution is
-  an artefact of how far the solver is from 0 (Adam stops at |W| ~ 0.01-0.1); a small
-  ``weight_norm`` flags it. ``loss="squared_hinge"`` (the L2-SVM, LinearSVC's default) has no
+  an artefact of how far the solver is from 0 (Adam stops at |W| ~ 0.01-0.1); ``degenerate``
+  flags it. ``loss="squared_hinge"`` (the L2-SVM, LinearSVC's default) has no
   such degenerate optimum.
 
 The solver (:func:`fit_linear_svm`, :func:`hinge_loss_grad`, :func:`predict`) is pure math on
@@ -40,7 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
-from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol
+from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore_stats
 from repeval.seeding import derive_seed, generator
 from repeval.train import fused_adam
 
@@ -50,15 +57,18 @@ LOSSES = ("hinge", "squared_hinge")
 
 @dataclass(frozen=True)
 class SVMConfig:
-    epochs: int = 30
+    epochs: int = 10              # epochs per cosine cycle
     c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     val_fraction: float = 0.1
     batch_size: int = 1024
     lr: float = 1e-3
-    min_steps: int = 500          # at least this many Adam steps (small training sets get more epochs)
+    min_steps: int = 500          # at least this many Adam steps per cycle (small training sets get more epochs)
     multiclass: str = "crammer_singer"
     loss: str = "hinge"           # "hinge" (the paper's) or "squared_hinge" (L2-SVM, LinearSVC's default)
     refit: bool = True
+    tol: float = 1e-3             # converged: two consecutive cycle ends agree to this relative objective change
+    max_cycles: int = 5           # cosine cycles of `epochs` epochs at most
+    degenerate_norm: float = 0.1  # |W| (standardised space) below this: the W ~ 0 regime, flagged `degenerate`
 
     def __post_init__(self):
         if self.multiclass not in MULTICLASS:
@@ -69,27 +79,14 @@ class SVMConfig:
             raise ValueError(f"svm.c_grid must be a non-empty tuple of positive values, got {self.c_grid}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"svm.val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"svm.epochs and svm.batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.epochs < 1 or self.batch_size < 1 or self.max_cycles < 1:
+            raise ValueError(f"svm.epochs, svm.batch_size and svm.max_cycles must be >= 1, got {self.epochs}, "
+                             f"{self.batch_size}, {self.max_cycles}")
+        if self.tol <= 0:
+            raise ValueError(f"svm.tol must be > 0, got {self.tol}")
 
 
 # ----------------------------------------------------------------------------- pure math
-
-def standardize_stats(x: torch.Tensor, eps: float = 1e-6, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-column mean and std of ``x`` (float64 accumulation, in chunks); constant columns get std 1."""
-    s = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    s2 = torch.zeros_like(s)
-    for i in range(0, x.shape[0], chunk):
-        b = x[i:i + chunk].double()
-        s += b.sum(0)
-        s2 += (b * b).sum(0)
-    n = x.shape[0]
-    mu = s / n
-    var = (s2 / n - mu * mu).clamp_min(0) * n / max(1, n - 1)
-    sd = var.sqrt()
-    sd = torch.where(sd > eps, sd, torch.ones_like(sd))
-    return mu.float(), sd.float()
-
 
 def hinge_loss_grad(scores: torch.Tensor, onehot: torch.Tensor, multiclass: str,
                     squared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,23 +134,61 @@ def predict(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mean: torch.Tenso
     return torch.cat(out)
 
 
+@dataclass(frozen=True)
+class SVMFit:
+    """Solution of :func:`fit_linear_svm` for M values of C: W (M, K, D) and b (M, K) in the
+    standardised space, the primal objective (M,) at the end, its relative change (M,) between the
+    last two cycle ends (the first cycle's against the start, W = 0), ``converged`` (M,) =
+    change <= tol, the Adam steps and cycles run, and the objective at the start and after each
+    cycle (cycles + 1, M)."""
+
+    w: torch.Tensor
+    b: torch.Tensor
+    objective: torch.Tensor
+    rel_change: torch.Tensor
+    converged: torch.Tensor
+    steps: int
+    cycles: int
+    history: torch.Tensor
+
+
+@torch.no_grad()
+def primal_objective(xp: torch.Tensor, onehot: torch.Tensor, w: torch.Tensor, b: torch.Tensor, reg: torch.Tensor,
+                     multiclass: str, squared: bool, mean: torch.Tensor | None, std: torch.Tensor | None,
+                     chunk: int = 8192) -> torch.Tensor:
+    """mean_i hinge_i + |W_c|^2 / (2 c n) per model on all rows of ``xp`` (N, D); ``w`` (M*K, D), ``b``
+    (M*K,), ``reg`` (M*K, 1) = 1 / (c n) per score row. Returns (M,)."""
+    m = reg.shape[0] // onehot.shape[1]
+    we, be = raw_space(w, b, mean, std)
+    total = torch.zeros(m, dtype=torch.float64, device=xp.device)
+    for i in range(0, xp.shape[0], chunk):
+        scores = torch.addmm(be, xp[i:i + chunk], we.T).view(-1, m, onehot.shape[1])
+        total += hinge_loss_grad(scores, onehot[i:i + chunk], multiclass, squared)[0].double()
+    penalty = (0.5 * reg[:, 0] * (w * w).sum(1)).view(m, -1).sum(1).double()
+    return total / xp.shape[0] + penalty
+
+
 def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: tuple[float, ...] | list[float], *,
                    epochs: int, batch_size: int = 1024, lr: float = 1e-3, min_steps: int = 0,
                    multiclass: str = "crammer_singer", loss: str = "hinge", seed: int = 0,
                    rows: torch.Tensor | None = None,
-                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                   tol: float = 1e-3, max_cycles: int = 1) -> SVMFit:
     """Minimise mean_i hinge_i + |W_c|^2 / (2 c n) for every c in ``c_values`` at once
-    (hinge_i squared when ``loss="squared_hinge"``).
+    (hinge_i squared when ``loss="squared_hinge"``) until it has converged to ``tol``.
 
     ``x`` (N, D) raw features on the target device; ``rows`` selects the training rows (default
     all). The rows are gathered once in a seeded random order and cut into fixed contiguous
     minibatches whose order is reshuffled every epoch (no per-step copy). With ``mean``/``std``
     the problem is posed on standardised features, computed implicitly: scores use the folded
     weights of :func:`raw_space` and the weight gradient is (G^T X - (1^T G)^T mean^T) / std
-    (G^T X, never X^T G: PERF_NOTES.md). Minibatch Adam with a cosine learning-rate decay to 0 over
-    max(epochs * ceil(N / batch_size), min_steps) steps (whole epochs). Returns W (M, K, D) and
-    b (M, K) in the standardised space. Raises ProtocolFailure on non-finite values.
+    (G^T X, never X^T G: PERF_NOTES.md). Minibatch Adam from W = 0 in cycles: each cycle decays the
+    learning rate from ``lr`` to 0 along a cosine over max(epochs, ceil(min_steps / batches)) whole
+    epochs; after each cycle the full primal objective P is evaluated, and the solver stops when
+    |P_prev - P| / P_prev <= ``tol`` for every c, P_prev being the previous cycle's end (the start,
+    W = 0, for the first): one more cycle of the same optimiser, restarted at ``lr``, no longer
+    moves the objective (converged). Otherwise it stops after ``max_cycles`` cycles (not
+    converged). Raises ProtocolFailure on non-finite values.
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss '{loss}'; valid: {', '.join(LOSSES)}")
@@ -175,27 +210,37 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, n_classes: int, c_values: t
     epochs = max(epochs, math.ceil(min_steps / len(starts)))
     total = epochs * len(starts)
     onehot = torch.nn.functional.one_hot(yp, k).to(dt)
-    step = 0
-    for epoch in range(epochs):
-        for j in torch.randperm(len(starts), generator=g).tolist():
-            s = starts[j]
-            xb = xp[s:s + bs]
-            we, be = raw_space(w, b, mean, std)
-            scores = torch.addmm(be, xb, we.T).view(-1, m, k)
-            batch_loss, gs = hinge_loss_grad(scores, onehot[s:s + bs], multiclass, squared)
-            gs = gs.reshape(-1, m * k).div_(xb.shape[0])
-            torch.mm(gs.T, xb, out=w.grad)                 # G^T X: (M*K, D)
-            torch.sum(gs, 0, out=b.grad)
-            if mean is not None:
-                w.grad.addr_(b.grad, mean, alpha=-1.0).div_(std)
-            w.grad.addcmul_(w, reg)
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-            opt.step()
-            step += 1
-        if not (torch.isfinite(w).all() and torch.isfinite(batch_loss).all()):
-            raise ProtocolFailure(f"svm solver diverged (non-finite weights or loss) at epoch {epoch + 1}")
-    return w.view(m, k, d), b.view(m, k)
+    objective = primal_objective(xp, onehot, w, b, reg, multiclass, squared, mean, std)   # at W = 0, b = 0
+    rel = torch.zeros_like(objective)
+    history = [objective]
+    cycle = 0
+    for cycle in range(1, max_cycles + 1):
+        for epoch in range(epochs):
+            for step, j in enumerate(torch.randperm(len(starts), generator=g).tolist(), epoch * len(starts)):
+                s = starts[j]
+                xb = xp[s:s + bs]
+                we, be = raw_space(w, b, mean, std)
+                scores = torch.addmm(be, xb, we.T).view(-1, m, k)
+                batch_loss, gs = hinge_loss_grad(scores, onehot[s:s + bs], multiclass, squared)
+                gs = gs.reshape(-1, m * k).div_(xb.shape[0])
+                torch.mm(gs.T, xb, out=w.grad)                 # G^T X: (M*K, D)
+                torch.sum(gs, 0, out=b.grad)
+                if mean is not None:
+                    w.grad.addr_(b.grad, mean, alpha=-1.0).div_(std)
+                w.grad.addcmul_(w, reg)
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                opt.step()
+            if not (torch.isfinite(w).all() and torch.isfinite(batch_loss).all()):
+                raise ProtocolFailure(f"svm solver diverged (non-finite weights or loss) in cycle {cycle}, "
+                                      f"epoch {epoch + 1}")
+        prev, objective = objective, primal_objective(xp, onehot, w, b, reg, multiclass, squared, mean, std)
+        history.append(objective)
+        rel = (prev - objective).abs() / prev.clamp_min(1e-12)
+        if bool((rel <= tol).all()):
+            break
+    return SVMFit(w.view(m, k, d), b.view(m, k), objective, rel, rel <= tol, cycle * total, cycle,
+                  torch.stack(history))
 
 
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -207,27 +252,33 @@ def accuracy(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def svm_select_and_fit(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor,
                        n_classes: int, cfg: SVMConfig, *, seed: int) -> dict[str, float]:
-    """Choose C on a validation split carved from train, refit, report test accuracy (tensors on one device)."""
-    mean, std = standardize_stats(x_tr)
+    """Choose C on a validation split carved from train, refit, report test accuracy and the
+    solver's diagnostics (tensors on one device; see the module docstring)."""
+    mean, std = zscore_stats(x_tr)
     n = x_tr.shape[0]
     n_val = max(1, int(round(cfg.val_fraction * n)))
     perm = torch.randperm(n, generator=generator(derive_seed(seed, "svm-val"))).to(x_tr.device)
     val, fit = perm[:n_val], perm[n_val:]
     grid = tuple(sorted(cfg.c_grid))
     opts = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, min_steps=cfg.min_steps,
-                multiclass=cfg.multiclass, loss=cfg.loss,
-                mean=mean, std=std)
-    w, b = fit_linear_svm(x_tr, y_tr, n_classes, grid, rows=fit, seed=derive_seed(seed, "svm-select"), **opts)
-    val_acc = accuracy(predict(x_tr[val], w, b, mean, std), y_tr[val])
+                multiclass=cfg.multiclass, loss=cfg.loss, mean=mean, std=std, tol=cfg.tol,
+                max_cycles=cfg.max_cycles)
+    sel = fit_linear_svm(x_tr, y_tr, n_classes, grid, rows=fit, seed=derive_seed(seed, "svm-select"), **opts)
+    val_acc = accuracy(predict(x_tr[val], sel.w, sel.b, mean, std), y_tr[val])
     best = int(torch.argmax(val_acc))                      # first maximum = smallest C among ties
     if cfg.refit:
-        w, b = fit_linear_svm(x_tr, y_tr, n_classes, (grid[best],), seed=derive_seed(seed, "svm-refit"), **opts)
+        res, i = fit_linear_svm(x_tr, y_tr, n_classes, (grid[best],), seed=derive_seed(seed, "svm-refit"), **opts), 0
     else:
-        w, b = w[best:best + 1], b[best:best + 1]
+        res, i = sel, best
+    w, b = res.w[i:i + 1], res.b[i:i + 1]
     test_acc = float(accuracy(predict(x_te, w, b, mean, std), y_te)[0])
     train_acc = float(accuracy(predict(x_tr, w, b, mean, std), y_tr)[0])
+    norm = float(w.norm())
     out = {"accuracy": test_acc, "c": grid[best], "val_accuracy": float(val_acc[best]),
-           "train_accuracy": train_acc, "weight_norm": float(w.norm())}
+           "train_accuracy": train_acc, "weight_norm": norm, "degenerate": norm < cfg.degenerate_norm,
+           "converged": bool(res.converged[i]), "objective": float(res.objective[i]),
+           "objective_rel_change": float(res.rel_change[i]), "steps": res.steps, "cycles": res.cycles,
+           "select_converged": bool(sel.converged.all())}
     out.update({f"val_accuracy_c{c:g}": float(a) for c, a in zip(grid, val_acc)})
     return out
 
@@ -239,7 +290,7 @@ REPORT = Reporting(
     footnote="SVM = linear SVM test accuracy (%) (protocol `svm`, metric `accuracy`)")
 
 
-@register_protocol("svm", SVMConfig, taps="all", seeds=5, display="Linear SVM", report=REPORT)
+@register_protocol("svm", SVMConfig, taps="all", seeds=5, display="Linear SVM", report=REPORT, version=2)
 def svm_protocol(inp: ProtocolInput, cfg: SVMConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Linear hinge-loss SVM on one tap; C by validation accuracy; test accuracy in % (Table 4)."""
     dev = torch.device(device)

@@ -1,27 +1,31 @@
-"""Command line: ``repeval run | list | status | table | validate``.
+"""Command line: ``repeval run | list | config | status | table | validate``.
 
 Bad input (unknown name, bad config key, missing data, corrupt checkpoint, a user's encoder with the
 wrong outputs) ends with one line on stderr saying what and where, and a non-zero exit; records
-already written stay.
+already written stay. Global options (``--plugin``, ``--pretrained``, ``--backbone``, ``-v``, ``-q``,
+``--log-file``) are accepted before or after the subcommand.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
 from . import load_builtins
-from .config import ConfigError, parse_overrides
+from .config import ConfigError, format_sections, parse_overrides, to_dict
 from .data import DataError, dataset_names, load_dataset
 from .features import EncoderContractError
 from .launch import LaunchError
 from .launch.options import add_run_options, add_status_command
 from .plugins import PluginError, load_plugin
 from .presets import PRESETS
-from .registry import MODELS, PROTOCOLS, RegistryError
+from .progress import LOGGER, TensorBoardLog, setup_logging
 from .records import RecordError
+from .registry import MODELS, PROTOCOLS, RegistryError
 from .storage import CheckpointError
 
 USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError,
@@ -49,29 +53,74 @@ def _listarg(values: list[str] | None) -> list[str] | None:
     return out
 
 
+# Options accepted before and after the subcommand: (flags, argparse keywords). After the subcommand
+# they are stored under "sub_<dest>" and merged by _merge_globals (lists add up, -v counts add up,
+# a value given after the subcommand wins).
+GLOBAL_OPTIONS = (
+    (("--plugin",), dict(action="append", default=[], metavar="FILE.py",
+                         help="a Python file that registers encoders/protocols (repeatable)")),
+    (("--pretrained",), dict(action="append", default=[], metavar="NAME=PATH",
+                             help="register a shared-encoder state dict as model NAME (repeatable)")),
+    (("--backbone",), dict(action="append", default=[], metavar="NAME=SOURCE:ARCH[:WEIGHTS][,KEY=VALUE...]",
+                           help="register a torchvision/timm model as frozen encoder NAME, e.g. "
+                                "r18=torchvision:resnet18:r18.pt,input_size=64,taps=layer3+layer4 "
+                                "(keys: taps, input_size, normalize=auto|imagenet|none, pool, display; "
+                                "repeatable)")),
+    (("-v", "--verbose"), dict(action="count", default=0, help="more log lines (debug)")),
+    (("-q", "--quiet"), dict(action="store_true", help="no progress bars or info lines; warnings and errors only")),
+    (("--log-file",), dict(type=Path, metavar="FILE", help="also write every log line (with times) to FILE")),
+)
+
+
+def _global_parser(after_subcommand: bool) -> argparse.ArgumentParser:
+    g = argparse.ArgumentParser(add_help=False)
+    group = g.add_argument_group("global options")
+    for flags, kw in GLOBAL_OPTIONS:
+        kw = dict(kw)
+        if after_subcommand:
+            kw.update(default=argparse.SUPPRESS, dest="sub_" + flags[-1].lstrip("-").replace("-", "_"))
+        group.add_argument(*flags, **kw)
+    return g
+
+
+def _merge_globals(args: argparse.Namespace) -> argparse.Namespace:
+    for flags, kw in GLOBAL_OPTIONS:
+        dest = flags[-1].lstrip("-").replace("-", "_")
+        if not hasattr(args, "sub_" + dest):
+            continue
+        late = getattr(args, "sub_" + dest)
+        delattr(args, "sub_" + dest)
+        early = getattr(args, dest)
+        if kw.get("action") in ("append", "count"):
+            late = early + late
+        elif kw.get("action") == "store_true":
+            late = early or late
+        setattr(args, dest, late)
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="repeval", description=__doc__.splitlines()[0])
-    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
-                   help="a Python file that registers encoders/protocols (repeatable)")
-    p.add_argument("--pretrained", action="append", default=[], metavar="NAME=PATH",
-                   help="register a shared-encoder state dict as model NAME (repeatable)")
+    p = argparse.ArgumentParser(prog="repeval", description=__doc__.splitlines()[0],
+                                parents=[_global_parser(False)])
+    common = [_global_parser(True)]
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="train/load encoders, extract features, run protocols, write records")
+    r = sub.add_parser("run", help="train/load encoders, extract features, run protocols, write records",
+                       parents=common)
     r.add_argument("--models", nargs="+", help="model names, space or comma separated (default: all)")
     r.add_argument("--protocols", nargs="+", help="protocol names (default: all)")
     r.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz:DIR (default: the preset's)")
     r.add_argument("--preset", default="quick", help="budget preset (default: quick)")
-    r.add_argument("--seeds", type=int, help="seeds per protocol (default: each protocol's, svm 5)")
+    r.add_argument("--seeds", type=int, help="seeds per protocol (default: each protocol's: mlp 3, svm 5, others 1)")
     r.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     r.add_argument("--workdir", default=".repeval", type=Path, help="checkpoints and feature cache")
     r.add_argument("--results", default="results", type=Path, help="where result records go")
     r.add_argument("--data-root", help="folder holding torchvision's CIFAR files "
                                        "(default ~/.cache/repeval/data)")
-    r.add_argument("--download", action="store_true", help="allow downloading CIFAR (network)")
+    r.add_argument("--download", action="store_true",
+                   help="allow downloading CIFAR or a --backbone's published weights (network)")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. train.epochs=2 or mlp.epochs=5")
-    r.add_argument("--quiet", action="store_true", help="no progress bars or info lines")
     r.add_argument("--no-table", action="store_true", help="do not print the tables at the end")
     r.add_argument("--force", action="store_true",
                    help="recompute every requested record, retraining and re-extracting the encoders")
@@ -81,12 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the encoders (keeping every evaluation epoch) and evaluate nothing")
     r.add_argument("--dry-run", action="store_true",
                    help="print what would be trained, extracted and evaluated (and what is present); compute nothing")
+    r.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also log per-epoch training losses for TensorBoard under DIR (needs tensorboard)")
+
     add_run_options(r)
 
-    sub.add_parser("list", help="show models, protocols, datasets and presets")
+    sub.add_parser("list", help="show models, protocols, datasets and presets", parents=common)
     add_status_command(sub)
 
-    t = sub.add_parser("table", help="regenerate Tables 1, 4 and X and the learning curves from stored records")
+    c = sub.add_parser("config", help="print the fully resolved configuration (preset + --set)", parents=common)
+    c.add_argument("--preset", default="quick", help="budget preset (default: quick)")
+    c.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. train.epochs=2 or mlp.epochs=5")
+    c.add_argument("--protocols", nargs="+", help="protocol sections to show (default: all)")
+    c.add_argument("--format", choices=("toml", "json"), default="toml", help="output format (default: toml)")
+
+    t = sub.add_parser("table", help="regenerate Tables 1, 4 and X and the learning curves from stored records",
+                       parents=common)
     t.add_argument("--dataset", action="append", help="dataset label(s) under results/ (default: all)")
     t.add_argument("--results", default="results", type=Path)
     t.add_argument("--format", default="md,tex,csv", help="comma list of md, tex, csv")
@@ -94,11 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-plots", action="store_true")
     t.add_argument("--epoch", type=int, help="encoder training epoch of the tables (default: each model's last)")
 
-    v = sub.add_parser("validate", help="check the MI/NDM/SSIM estimators against closed forms")
+    v = sub.add_parser("validate", help="check the MI/NDM/SSIM estimators against closed forms",
+                       parents=common)
     v.add_argument("--quick", action="store_true")
     v.add_argument("--device", default="cpu")
     v.add_argument("--out", default=Path("results/validation"), type=Path)
-    v.add_argument("--quiet", action="store_true")
     return p
 
 
@@ -121,28 +181,69 @@ def cmd_list() -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from .runner import RunOptions, run
+def _run_options(args, protocols: list[str], models: list[str] | None = None, **kw):
+    from .runner import RunOptions
 
-    preset = PRESETS.get(args.preset)
+    return RunOptions(models=models or [], protocols=protocols, preset=PRESETS.get(args.preset),
+                      overrides=parse_overrides(args.set), **kw)
+
+
+def resolved_sections(opts) -> dict[str, object]:
+    """Every config section of a run with ``opts``, fully resolved (preset + --set): ``train``, each
+    protocol's, and each model's family config under its ``--set`` section (``SECTION.MODEL`` when
+    several models share that section with different defaults)."""
+    from .runner import resolve_configs
+
+    cfg = resolve_configs(opts)
+    out: dict[str, object] = {"train": cfg.train, **cfg.protocols}
+    specs = [MODELS.get(m) for m in opts.models]
+    shared = Counter(s.section for s in specs if s.section)
+    for spec in specs:
+        fcfg = spec.family_config(cfg.families)
+        if fcfg is not None and to_dict(fcfg):
+            out[spec.section if shared[spec.section] == 1 else f"{spec.section}.{spec.name}"] = fcfg
+    return out
+
+
+def cmd_config(args) -> int:
+    protocols = _listarg(args.protocols) or PROTOCOLS.names()
+    for q in protocols:
+        PROTOCOLS.get(q)
+    opts = _run_options(args, protocols, MODELS.names())
+    sections = resolved_sections(opts)
+    if args.format == "json":
+        print(json.dumps({"preset": opts.preset.name, "dataset": opts.preset.dataset,
+                          "sections": {k: to_dict(v) for k, v in sections.items()}}, indent=2))
+    else:
+        print(f"# repeval config: preset '{opts.preset.name}' (dataset {opts.preset.dataset})"
+              + (f", --set {' '.join(args.set)}" if args.set else ""))
+        print(format_sections(sections))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import run
+
     models = _listarg(args.models) or MODELS.names()
     protocols = _listarg(args.protocols) or PROTOCOLS.names()
     for m in models:
         MODELS.get(m)
     for q in protocols:
         PROTOCOLS.get(q)
-    opts = RunOptions(models=models, protocols=protocols, preset=preset,
-                      overrides=parse_overrides(args.set), seeds=args.seeds, device=args.device,
-                      workdir=args.workdir, results=args.results, quiet=args.quiet, force=args.force,
-                      rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run,
-                      train_only=args.train_only)
-    from .runner import resolve_configs
-    resolve_configs(opts)  # bad keys, values, seeds and devices fail before the dataset is even loaded
+    opts = _run_options(args, protocols, models, seeds=args.seeds, device=args.device, workdir=args.workdir,
+                        results=args.results, quiet=args.quiet, force=args.force,
+                        rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run, train_only=args.train_only)
+    resolved_sections(opts)  # bad keys, values, seeds and devices fail before the dataset is even loaded
     if args.executor != "inline" or args.jobs is not None or args.devices is not None:
         from .launch import launch
         return launch(args, opts)  # one shard per model, each `repeval run` in its own job
-    ds = load_dataset(args.dataset or preset.dataset, args.data_root, args.download)
-    summary = run(opts, ds)
+    ds = load_dataset(args.dataset or opts.preset.dataset, args.data_root, args.download)
+    tb = opts.on_epoch = TensorBoardLog(args.tensorboard) if args.tensorboard and not args.dry_run else None
+    try:
+        summary = run(opts, ds)
+    finally:
+        if tb:
+            tb.close()
     if args.dry_run or args.train_only:
         return 1 if summary.failures else 0
     if not args.no_table:
@@ -153,8 +254,26 @@ def cmd_run(args) -> int:
     return 1 if summary.failures else 0
 
 
+def register_from_args(args) -> None:
+    """Plugins, --pretrained checkpoints and --backbone models named on the command line."""
+    from .backbones import parse_backbone_arg
+    from .nets import SharedEncoder
+    from .zoo import register_backbone_spec, register_encoder
+
+    for path in args.plugin:
+        load_plugin(path)
+    for item in args.pretrained:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
+        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained")
+    for item in args.backbone:
+        name, spec, display = parse_backbone_arg(item, download=getattr(args, "download", False))
+        register_backbone_spec(name, spec, display)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _merge_globals(build_parser().parse_args(argv))
     # A handler someone else installed stays: in a submitit job (--executor slurm) SIGTERM is left
     # to submitit, whose USR2 hook checkpoints and requeues the shard. Signals: main thread only.
     previous = signal.getsignal(signal.SIGTERM)
@@ -162,13 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     if ours:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        setup_logging(-1 if args.quiet else args.verbose, args.log_file)
         return _dispatch(args)
     except USER_ERRORS as e:
-        print(f"repeval: error: {e}", file=sys.stderr)
+        LOGGER.error(str(e))
         return 2
     except OSError as e:   # unwritable or full folders, unreadable files
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"repeval: error: {e.strerror or e}{where}", file=sys.stderr)
+        LOGGER.error(f"{e.strerror or e}{where}")
         return 2
     except Terminated:
         print("repeval: terminated (SIGTERM); finished records are kept, rerun to resume", file=sys.stderr)
@@ -183,17 +303,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     load_builtins()
-    for path in args.plugin:
-        load_plugin(path)
-    for item in args.pretrained:
-        from .nets import SharedEncoder
-        from .zoo import register_encoder
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
-        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained")
+    register_from_args(args)
     if args.command == "list":
         return cmd_list()
+    if args.command == "config":
+        return cmd_config(args)
     if args.command == "run":
         return cmd_run(args)
     if args.command == "status":

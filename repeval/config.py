@@ -159,3 +159,13 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, str]]:
             raise ConfigError(f"--set expects SECTION.KEY=VALUE (e.g. train.epochs=3), got {item!r}")
         out.setdefault(section.strip(), {})[name.strip()] = value.strip()
     return out
+
+
+def format_sections(sections: Mapping[str, Any]) -> str:
+    """Config sections (name -> frozen dataclass or mapping) as TOML-style text, values in JSON syntax."""
+    out = []
+    for name, cfg in sections.items():
+        out.append(f"[{name}]")
+        out += [f"{k} = {json.dumps(v)}" for k, v in to_dict(cfg).items()]
+        out.append("")
+    return "\n".join(out).rstrip()

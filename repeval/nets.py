@@ -75,3 +75,11 @@ def mlp(sizes: list[int] | tuple[int, ...]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+def probe_head(d_in: int, n_classes: int, hidden: int = 200, dropout: float = 0.1) -> nn.Sequential:
+    """The non-linear classifier of Table 1 (DIM_SPEC.md protocol 1; Hjelm et al. 2019, Sec. 4.2):
+    Linear(d_in, hidden) -> Dropout -> BN1d -> ReLU -> Linear(hidden, n_classes). Also the head of
+    the fully supervised baseline."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.Dropout(dropout), nn.BatchNorm1d(hidden),
+                         nn.ReLU(inplace=True), nn.Linear(hidden, n_classes))

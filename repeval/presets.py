@@ -35,53 +35,49 @@ _add(Preset(
     "digits",
     {"train": {"epochs": 1, "precision": "fp32"},
      "dim": {"critic_units": 256},
-     "mlp": {"epochs": 4, "milestones": (2, 3), "average_last": 1},
-     "svm": {"epochs": 5, "min_steps": 20, "c_grid": (0.01, 0.1, 1.0)},
+     "mlp": {"epochs": 10},
+     "svm": {"epochs": 10, "min_steps": 20, "c_grid": (0.01, 0.1, 1.0), "max_cycles": 3},
      "recon": {"epochs": 2, "width": 64, "lr": 1e-3},
-     "mine": {"steps": 40, "batch_size": 128, "lr": 1e-3, "conv_channels": (16, 32, 64), "x_features": 64,
-              "hidden": 128},
-     "ndm": {"steps": 25, "batch_size": 512},
+     "mine": {"steps": 1000, "min_steps": 100, "eval_every": 25, "patience": 3, "batch_size": 128,
+              "conv_channels": (16, 32, 64)},
+     "ndm": {"steps": 1000, "min_steps": 50, "eval_every": 25, "patience": 3, "batch_size": 512},
      "knn": {"k": (20, 200)},
      "linear": {"weight_decays": (1e-4, 1e-2), "max_iter": 100}}))
 
+# Protocol budgets for cifar10-size data, shared by the cpu and curve presets.
+CIFAR_PROTOCOLS = {
+    "mlp": {"epochs": 10},
+    "svm": {"epochs": 10, "max_cycles": 3, "tol": 2e-3},
+    "recon": {"epochs": 2, "max_train": 10000, "width": 256},
+    "mine": {"steps": 4000, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
+    "ndm": {"steps": 3000, "batch_size": 2048},
+    "knn": {"k": (20, 200)},
+    "linear": {"weight_decays": (1e-5, 1e-4, 1e-3, 1e-2), "max_iter": 200}}
+
 _add(Preset(
-    "cpu", "cifar10-size data: the whole zoo and every protocol in about 1.5 hours of background "
-    "compute on 2 CPU cores (measured budget in results/cifar10-jpeg/REPORT.md)",
+    "cpu", "cifar10-size data: the whole zoo and every protocol after one training epoch, in the "
+    "background on 2 CPU cores",
     "npz:../shared/data/cifar10-jpeg",
-    {"train": {"epochs": 1, "precision": "fp32"},
-     "dim": {"critic_units": 1024},
-     "mlp": {"epochs": 5, "milestones": (3, 4), "average_last": 2},
-     "svm": {"epochs": 4, "min_steps": 150},
-     "recon": {"epochs": 2, "max_train": 10000, "width": 256},
-     "mine": {"steps": 300, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
-     "ndm": {"steps": 300, "batch_size": 2048},
-     "knn": {"k": (20, 200)},
-     "linear": {"weight_decays": (1e-5, 1e-4, 1e-3, 1e-2), "max_iter": 200}}))
+    {"train": {"epochs": 1, "precision": "fp32"}, "dim": {"critic_units": 1024}, **CIFAR_PROTOCOLS}))
 
 CURVE_MODELS = ("random", "ae", "vae", "bigan", "dim-g", "dim-l-infonce", "dim-l-jsd")
 
 _add(Preset(
     "curve", "cifar10-size learning curves: the paper's key rows trained 10 epochs on 2 CPU cores "
-    "(fp32, 1024-unit critics), the probe at epochs 1, 3, 6 and 10, every protocol at 10; several "
+    "(fp32, 1024-unit critics), the probes at epochs 1, 3, 6 and 10, every protocol at 10; several "
     "stretches of background compute, resumable (models: " + ", ".join(CURVE_MODELS) + ")",
     "npz:../shared/data/cifar10-jpeg",
-    {"train": {"epochs": 10, "eval_epochs": (1, 3, 6, 10), "precision": "fp32"},
-     "dim": {"critic_units": 1024},
-     "mlp": {"epochs": 5, "milestones": (3, 4), "average_last": 2},
-     "svm": {"epochs": 4, "min_steps": 150},
-     "recon": {"epochs": 2, "max_train": 10000, "width": 256},
-     "mine": {"steps": 300, "batch_size": 128, "max_train": 20000, "max_eval": 5000},
-     "ndm": {"steps": 300, "batch_size": 2048},
-     "knn": {"k": (20, 200)},
-     "linear": {"weight_decays": (1e-5, 1e-4, 1e-3, 1e-2), "max_iter": 200}}))
+    {"train": {"epochs": 10, "eval_epochs": (1, 3, 6, 10), "precision": "fp32"}, "dim": {"critic_units": 1024},
+     **CIFAR_PROTOCOLS}))
 
 _add(Preset(
     "paper", "the paper's budget (1000 epochs, 2048-unit critics, fp32): for a GPU",
     "cifar10",
     {"train": {"epochs": 1000, "precision": "fp32"},
      "dim": {"critic_units": 2048},
-     "mlp": {"epochs": 200, "milestones": (50, 100)},
-     "svm": {"epochs": 30},
+     "mlp": {"epochs": 200, "schedule": "multistep", "milestones": (50, 100), "lr": 1e-4, "beta1": 0.5,
+             "batch_size": 64},
+     "svm": {"epochs": 10, "max_cycles": 10},
      "recon": {"epochs": 100},
      "mine": {"steps": 20000, "batch_size": 256},
      "ndm": {"steps": 10000, "batch_size": 10000},

@@ -22,6 +22,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -56,6 +57,7 @@ class RunOptions:
     rerun: tuple[str, ...] = ()                     # "MODEL" (retrain + re-evaluate) or "MODEL/PROTOCOL"
     dry_run: bool = False                           # print the plan, compute nothing
     train_only: bool = False                        # train (and keep every evaluation epoch), evaluate nothing
+    on_epoch: Callable | None = None                # (model, epoch, mean losses) after training, e.g. TensorBoardLog
 
 
 @dataclass
@@ -173,7 +175,7 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
         try:
             lock = nullcontext() if opts.dry_run else model_lock(
                 model_lock_path(opts.workdir, ds.name, name),
-                on_wait=lambda who, name=name: log(f"[{name}] {who} is running this model; waiting"))
+                on_wait=lambda who, name=name: log(f"warning: [{name}] {who} is running this model; waiting"))
             with lock:   # a second process on this model waits, then finds its records present
                 plan = plan_model(name, opts, cfg, ds, layout, summary)
                 if opts.train_only:
@@ -313,8 +315,11 @@ def encoder_at(family: Family, epoch: int, plan: ModelPlan, opts: RunOptions, cf
                 log(f"[{plan.name}] epoch {ep + 1}/{cfg.train.epochs} "
                     + " ".join(f"{k}={v:.4g}" for k, v in losses.items()) + f" ({time.time() - t0:.0f} s)",
                     opts.quiet or not prog.disable)
-        return train(family, x, y, mdir / "train.pt", until=epoch, name=plan.name, progress=on_step,
-                     keep=lambda e: mdir / f"epoch-{e}.pt" if e in points else None)
+        history = train(family, x, y, mdir / "train.pt", until=epoch, name=plan.name, progress=on_step,
+                        keep=lambda e: mdir / f"epoch-{e}.pt" if e in points else None)
+    for e, losses in enumerate(history if opts.on_epoch else [], 1):
+        opts.on_epoch(plan.name, e, losses)
+    return history
 
 
 def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, prog: Progress,

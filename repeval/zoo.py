@@ -5,7 +5,9 @@ Three ways in, all ending in the same :data:`repeval.registry.MODELS` entry:
 * a family class in ``models/`` decorated with ``@register_model("name", display="Name", **config)``;
 * ``register_encoder("name", factory)`` in any file passed with ``--plugin path.py``;
 * a checkpoint (a state dict) with ``register_encoder(..., checkpoint="enc.pt")`` or the CLI's
-  ``--pretrained name=enc.pt`` (shared encoder architecture).
+  ``--pretrained name=enc.pt`` (shared encoder architecture);
+* a torchvision or timm model with ``register_backbone("r18", "torchvision:resnet18", weights=...)``
+  or the CLI's ``--backbone r18=torchvision:resnet18:r18.pt`` (:mod:`repeval.backbones`).
 
 What identifies an encoder (and so every checkpoint and record made from it) is
 :func:`encoder_identity`: for a trained family its class, ``version``, family config, training
@@ -51,7 +53,7 @@ class ModelSpec:
     name: str
     display: str
     build: Callable[..., Family]     # (train_cfg, n_classes, in_channels, overrides) -> Family
-    source: str = "repeval"          # "repeval", "plugin", "pretrained"
+    source: str = "repeval"          # "repeval", "plugin", "pretrained", "backbone"
     section: str = ""                # the family's --set section ("" = none)
     code: str | None = None          # content hash of the user's file that defines it
 
@@ -141,6 +143,31 @@ def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint:
     spec = ModelSpec(name, shown, build, source, code=_code_hash(source_file(factory)))
     MODELS.register(name, spec)
     return spec
+
+
+def register_backbone(name: str, backbone: str, *, weights: str | Path | None = None,
+                      taps: list[str] | tuple[str, ...] | None = None, input_size: int | None = None,
+                      normalize: str | tuple = "auto", pool: bool = True, download: bool = False,
+                      display: str | None = None) -> ModelSpec:
+    """Register a torchvision/timm model (``"torchvision:resnet18"``, ``"timm:resnet18"``) as a frozen
+    encoder ``name``; see :class:`repeval.backbones.BackboneSpec` for the arguments.
+
+    Registering the same name again with the same settings is a no-op; other settings are an error.
+    """
+    from .backbones import BackboneSpec, split_backbone
+
+    source, arch, file = split_backbone(backbone, f"register_backbone({name!r})")
+    spec = BackboneSpec(source, arch, str(weights) if weights is not None else file, tuple(taps or ()),
+                        int(input_size or 0), normalize, pool, download)
+    return register_backbone_spec(name, spec, display)
+
+
+def register_backbone_spec(name: str, spec, display: str | None = None) -> ModelSpec:
+    """Register a checked :class:`repeval.backbones.BackboneSpec` (the factory of its encoder)."""
+    spec.check()
+    if name in MODELS and getattr(MODELS.get(name).build, "__wrapped__", None) == spec:
+        return MODELS.get(name)
+    return register_encoder(name, spec, display=display, source="backbone")
 
 
 def encoder_identity(spec: ModelSpec, family: Family) -> dict:

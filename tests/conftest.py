@@ -13,14 +13,16 @@ def tiny_run(tmp_path):
     def args(*extra, models="ae", protocols="mlp"):
         return ["run", "--models", models, "--protocols", protocols, "--quiet", "--no-table",
                 "--workdir", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
-                "--set", "train.epochs=1", "--set", "train.max_train=256", "--set", "mlp.epochs=2", *extra]
+                "--seeds", "1", "--set", "train.epochs=1", "--set", "train.max_train=256", "--set", "mlp.epochs=2",
+                *extra]
     return args
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
-    """One intra-op thread for tiny nets: fastest, and immune to CPU oversubscription."""
-    n = torch.get_num_threads()
+    """One torch thread for a module (small problems run faster that way on a shared machine);
+    the thread count is restored afterwards. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(n)
+    torch.set_num_threads(old)

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from repeval.cli import build_parser, main
+from repeval.cli import _merge_globals, build_parser, main
 from repeval.launch.argv import shard_argv
 from repeval.launch.layout import launch_root, write_manifest, write_outcome
 from repeval.launch.options import LAUNCH_DESTS
@@ -115,18 +115,20 @@ def _holder_pid(lock: Path) -> int:
 
 def test_shard_argv_passes_every_option_but_the_launchers():
     parser = build_parser()
-    user = ["--plugin", "p.py", "--pretrained", "x=e.pt", "run", "--models", "ae", "vae,dim-g",
+    user = ["--plugin", "p.py", "-v", "run", "--models", "ae", "vae,dim-g", "--pretrained", "x=e.pt",
             "--protocols", "mlp", "svm", "--dataset", "npz:d", "--preset", "cpu", "--seeds", "2",
             "--device", "cuda:1", "--workdir", "w", "--results", "r", "--data-root", "dr", "--download",
             "--set", "train.epochs=2", "--set", "mlp.milestones=(2,3)", "--quiet", "--executor", "slurm",
-            "--jobs", "3", "--slurm-partition", "gpu", "--slurm", "qos=high", "--slurm-setup", "module load x"]
-    args = parser.parse_args(user)
+            "--jobs", "3", "--slurm-partition", "gpu", "--slurm", "qos=high", "--slurm-setup", "module load x",
+            "--rerun", "ae,vae/mlp", "-v"]
+    args = _merge_globals(parser.parse_args(user))
     argv = shard_argv(parser, args, "vae", "cuda")
-    assert argv[:7] == ["--plugin", "p.py", "--pretrained", "x=e.pt", "run", "--models", "vae"]
+    assert argv[:4] == ["--plugin", "p.py", "--pretrained", "x=e.pt"]
+    assert argv[argv.index("run"):][:3] == ["run", "--models", "vae"]
     defaults = vars(parser.parse_args(["run"]))
-    want = dict(vars(args), models=["vae"], device="cuda", no_table=True)
+    want = dict(vars(args), models=["vae"], device="cuda", no_table=True, rerun=["vae/mlp"])
     want.update({d: defaults[d] for d in LAUNCH_DESTS})
-    assert vars(parser.parse_args(argv)) == want
+    assert vars(_merge_globals(parser.parse_args(argv))) == want and want["verbose"] == 2
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -295,7 +297,8 @@ def test_slurm_job_array_with_fake_slurm_runs_preempts_and_resumes(grid, tmp_pat
     for i, model in enumerate(["random", "slowfam"]):      # what each array task runs
         shard = DelayedSubmission.load(logs / f"4242_{i}_submitted.pkl").function
         assert isinstance(shard, Shard) and shard.model == model and shard.cwd == os.getcwd()
-        assert list(shard.argv) == shard_argv(build_parser(), build_parser().parse_args(grid.args(root)), model, "cpu")
+        user = _merge_globals(build_parser().parse_args(grid.args(root)))
+        assert list(shard.argv) == shard_argv(build_parser(), user, model, "cpu")
         assert m["shards"][i]["job_id"] == f"4242_{i}"
 
     def task(i: int, **env) -> subprocess.Popen:

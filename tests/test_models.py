@@ -31,14 +31,7 @@ OBJECTIVE = {"ae": ["mse"], "vae": ["loss"], "beta-vae": ["loss"], "aae": ["mse"
              "dim-l-infonce": ["local"], "dim-lg": ["local", "global"]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on shared, oversubscribed cores OpenMP's spin-waiting makes two
-    threads many times slower than one (measured 15x); results do not depend on it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_cfg(**kw) -> TrainConfig:

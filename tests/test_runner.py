@@ -131,6 +131,7 @@ def test_pretrained_checkpoint(tmp_path, tiny_run, capsys):
     finally:
         MODELS.unregister("mine")
     (tmp_path / "bad.pt").write_bytes(b"garbage")
+    capsys.readouterr()
     try:
         assert main(["--pretrained", f"bad={tmp_path / 'bad.pt'}"] + tiny_run(models="bad,random")) == 1
     finally:

@@ -19,13 +19,16 @@ import torch
 
 from repeval import paper, tables
 from repeval.cli import main
-from repeval.records import ResultsLayout
+from repeval.config import config_hash
+from repeval.records import Record, ResultsLayout, metrics_checksum
 from repeval.storage import atomic_write_json
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 DS = "cifar10-jpeg"
-TRAIN = {"batch_size": 64, "beta1": 0.5, "beta2": 0.999, "critic_units": 256, "epochs": 4, "lr": 0.0001,
-         "max_train": 0, "precision": "fp32", "seed": 0}
+TRAIN = {"batch_size": 64, "beta1": 0.5, "beta2": 0.999, "lr": 0.0001, "max_train": 0, "precision": "fp32",
+         "seed": 0}
+FAMILY = {"dim-l-infonce": {"estimator": "infonce", "alpha": 0.0, "beta": 1.0, "gamma": 0.1, "gp_weight": 1.0,
+                            "critic_units": 256}, "vae": {"beta": 1.0}, "beta-vae": {"beta": 4.0}}
 PROTO = {"mlp": {"epochs": 20, "milestones": [10, 15]}, "svm": {"epochs": 10, "c_grid": [0.01, 0.1, 1.0]},
          "knn": {"k": [20, 200], "temperature": 0.07}, "linear": {"max_iter": 200},
          "recon": {"epochs": 8, "ssim": "released-code SSIM (11x11 window, sigma 11)"},
@@ -71,17 +74,19 @@ def _metrics(model, protocol, value) -> dict:
     return {METRIC[protocol]: value}
 
 
-def make_record(dataset, model, display, protocol, tap, seed, value) -> dict:
+def make_record(dataset, model, display, protocol, tap, seed, value, epoch: int = 4) -> dict:
     ok = value is not None
-    config = {"preset": "quick", "model": model, "display": display, "dataset": dataset,
-              "train": None if model in UNTRAINED else TRAIN, "family": {}, "train_key": "k",
-              "protocol": protocol, "protocol_config": PROTO[protocol], "tap": tap, "seed": seed}
-    return {"model": model, "display": display, "dataset": dataset, "dataset_note": NOTES[dataset],
-            "protocol": protocol, "tap": tap, "seed": seed, "success": ok,
-            "error": None if ok else "ProtocolFailure: svm loss became nan at epoch 3",
-            "metrics": _metrics(model, protocol, value), "config": config, "config_hash": "h",
-            "encoder_hash": "e", "timing_s": {"protocol": 1.0}, "provenance": PROV,
-            "created": "2026-01-01T00:00:00+0000"}
+    epoch = 0 if model in UNTRAINED else epoch
+    encoder = ({"kind": "frozen", "weights": "w"} if model in UNTRAINED else
+               {"kind": "trained", "train": TRAIN, "config": FAMILY.get(model, {})})
+    config = {"model": model, "dataset": dataset, "encoder": encoder, "epoch": epoch, "protocol": protocol,
+              "protocol_version": 1, "protocol_config": PROTO[protocol], "tap": tap, "seed": seed}
+    return Record(model=model, display=display, dataset=dataset, dataset_note=NOTES[dataset], protocol=protocol,
+                  tap=tap, seed=seed, epoch=epoch, success=ok, preset="quick",
+                  error=None if ok else "ProtocolFailure: svm loss became nan at epoch 3",
+                  metrics=_metrics(model, protocol, value), config=config, config_hash=config_hash(config),
+                  encoder_hash="e", timing_s={"protocol": 1.0}, provenance=PROV,
+                  created="2026-01-01T00:00:00+0000").to_json()
 
 
 def write_fixture(results: Path, datasets=(DS, "cifar100")) -> Path:
@@ -90,8 +95,7 @@ def write_fixture(results: Path, datasets=(DS, "cifar100")) -> Path:
             for protocol, taps in protos.items():
                 for tap, values in taps.items():
                     for seed, v in enumerate(values):
-                        atomic_write_json(record_path(results, ds, model, protocol, tap, seed),
-                                          make_record(ds, model, display, protocol, tap, seed, v))
+                        _write(results, make_record(ds, model, display, protocol, tap, seed, v))
     return results
 
 
@@ -233,15 +237,13 @@ def test_rank_agreement_hand_checked(results):
 def test_rank_undefined_without_paper_numbers(tmp_path):
     res = tmp_path / "r"
     for m, d, v in (("ae", "AE", 90.0), ("random", "Random init", 80.0)):
-        atomic_write_json(record_path(res, "digits", m, "mlp", "conv", 0),
-                          make_record("digits", m, d, "mlp", "conv", 0, v))
+        _write(res, make_record("digits", m, d, "mlp", "conv", 0, v))
     df = tables.build_table(_records(res, "digits"), tables.TABLE1, "digits")
     rank = tables.rank_agreement(df)
     assert rank["tau"].isna().all() and rank["note"].str.contains("no numbers for digits").all()
     assert "paper" not in tables.render_markdown(df, tables.TABLE1, []).split("Notes:")[0]
     # columns with neither a record nor a paper number are dropped: only SVM conv here
-    atomic_write_json(record_path(res, "digits", "ae", "svm", "conv", 0),
-                      make_record("digits", "ae", "AE", "svm", "conv", 0, 70.0))
+    _write(res, make_record("digits", "ae", "AE", "svm", "conv", 0, 70.0))
     t4 = tables.build_table(_records(res, "digits"), tables.TABLE4, "digits")
     assert list(t4["column"]) == ["svm_conv"] and list(t4["display"]) == ["AE"]
 
@@ -372,8 +374,12 @@ def test_floor_is_the_random_init_cell_of_the_same_column(results):
 # declared by the protocols: flags, epochs, Table X, learning curves, a protocol added in a test
 
 def _write(results: Path, rec: dict) -> None:
+    """Write a fixture record edited after make_record, re-sealed (identity hash, metrics checksum)."""
+    rec["config"]["epoch"] = rec["epoch"]
+    rec["config_hash"] = config_hash(rec["config"])
+    rec["metrics_sha256"] = metrics_checksum(rec["metrics"])
     atomic_write_json(record_path(results, rec["dataset"], rec["model"], rec["protocol"], rec["tap"], rec["seed"],
-                                  rec.get("epoch", 4)), rec)
+                                  rec["epoch"]), rec)
 
 
 def test_flags_mark_unconverged_and_degenerate_cells(results):
@@ -507,7 +513,7 @@ def test_unreadable_and_invalid_records_are_skipped_with_a_warning(results, caps
     (root / "ae" / "mlp" / "broken.json").write_text("{not json")
     atomic_write_json(root / "ae" / "mlp" / "noseed.json", {"model": "ae", "protocol": "mlp", "seed": "zero"})
     recs, problems = tables.load_records(results, DS)
-    assert len(problems) == 2 and any("seed is not an integer" in p for p in problems)
+    assert len(problems) == 2 and any("record schema None" in p for p in problems)
     assert main(["table", "--results", str(results), "--dataset", DS, "--no-plots", "--format", "md"]) == 0
     err = capsys.readouterr().err
     assert err.count("repeval: warning: skipping unreadable record") == 2 and "Traceback" not in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 
 from ..progress import log
@@ -154,13 +155,14 @@ def _run_local(args, opts, make_shard, devices, manifest, record_job, folder, lo
     try:
         run_local(build, list(opts.models), logs, jobs, devices, on_start, on_end)
     except KeyboardInterrupt:
-        log("repeval: interrupted; running shards were cancelled, finished records are kept, rerun to resume")
+        print("repeval: interrupted; running shards were cancelled, finished records are kept, rerun to resume",
+              file=sys.stderr)
         return 130
     if not args.no_table:
         from ..summary import print_summary
         print_summary(opts.results, label, list(opts.models))
     n = len(opts.models)
-    log(f"{n} shard{'s' if n != 1 else ''}: {n - len(failed)} done, {len(failed)} failed")
+    print(f"{n} shard{'s' if n != 1 else ''}: {n - len(failed)} done, {len(failed)} failed", file=sys.stderr)
     for f in failed:
-        log(f"  failed: {f}")
+        print(f"  failed: {f}", file=sys.stderr)
     return 1 if failed else 0

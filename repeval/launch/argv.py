@@ -21,10 +21,13 @@ def _flag(action: argparse.Action) -> str:
 def _emit(parser: argparse.ArgumentParser, args: argparse.Namespace, skip: set[str]) -> list[str]:
     out: list[str] = []
     for a in parser._actions:
-        if not a.option_strings or a.dest in skip or isinstance(a, argparse._HelpAction):
+        if not a.option_strings or a.dest in skip or isinstance(a, argparse._HelpAction) \
+                or not hasattr(args, a.dest):   # merged elsewhere (options given after the subcommand)
             continue
-        value = getattr(args, a.dest, a.default)
-        if isinstance(a, argparse.BooleanOptionalAction):
+        value = getattr(args, a.dest)
+        if isinstance(a, argparse._CountAction):
+            out += [_flag(a)] * (value or 0)
+        elif isinstance(a, argparse.BooleanOptionalAction):
             if value is not None and value != a.default:
                 out.append(_flag(a) if value else f"--no-{_flag(a)[2:]}")
         elif isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction)):

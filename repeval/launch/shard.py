@@ -62,7 +62,7 @@ class Shard:
 
         os.chdir(self.cwd)
         with model_lock(shard_lock_path(self.folder, self.model),
-                        on_wait=lambda who: log(f"[{self.model}] this shard is already running ({who}); waiting")):
+                        on_wait=lambda who: log(f"warning: [{self.model}] this shard is already running ({who}); waiting")):
             tee = _LastLine(sys.stderr)
             sys.stderr = tee
             try:

@@ -13,7 +13,7 @@ import pandas as pd
 from .. import paper
 from ..protocol import REPORT_TABLES, ReportColumn
 from ..registry import MODELS, PROTOCOLS
-from ..storage import read_json
+from ..records import ResultsLayout
 
 
 EM_DASH = "—"
@@ -81,40 +81,12 @@ FLOOR_MODEL = "random"   # the seeded, untrained shared encoder: the floor every
 # ---------------------------------------------------------------------------------------------- records
 
 def load_records(results: Path, dataset: str) -> tuple[list[dict], list[str]]:
-    """Every record under ``results/<dataset>/records/**.json`` and a list of one-line problems.
-
-    The one place the tables read records (a ``Record`` type can replace the dicts here). A file that
-    cannot be read or is not a record (no string ``model`` / ``protocol``, ``metrics`` not a mapping,
-    a non-integer ``seed`` or ``epoch``) is left out and named in the problems, never fatal."""
-    root = Path(results) / dataset / "records"
-    records, problems = [], []
-    for p in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        try:
-            rec = read_json(p)
-        except (OSError, ValueError) as e:
-            problems.append(f"{p}: {type(e).__name__}: {e}")
-            continue
-        why = _invalid(rec)
-        if why:
-            problems.append(f"{p}: not a repeval record ({why})")
-            continue
-        records.append(rec)
-    return records, problems
-
-
-def _invalid(rec) -> str:
-    if not isinstance(rec, dict):
-        return "not a JSON object"
-    for key in ("model", "protocol"):
-        if not isinstance(rec.get(key), str) or not rec[key]:
-            return f"no {key} name"
-    if not isinstance(rec.get("metrics") or {}, dict):
-        return "metrics is not a mapping"
-    for key in ("seed", "epoch"):
-        v = rec.get(key, 0)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-            return f"{key} is not an integer"
-    return ""
+    """Every valid record under ``results/<dataset>/records/**.json`` (as dicts) and a list of
+    one-line problems: a file that is not a valid :class:`repeval.records.Record` (unreadable, wrong
+    schema or field types, edited metrics, config not matching its hash) is left out and named."""
+    problems: list[str] = []
+    recs = ResultsLayout(Path(results), dataset).read_records(on_invalid=lambda e: problems.append(str(e)))
+    return [r.to_json() for r in recs], problems
 
 
 def discover_datasets(results: Path) -> list[str]:
@@ -123,14 +95,8 @@ def discover_datasets(results: Path) -> list[str]:
 
 
 def record_epoch(rec: dict) -> int:
-    """The training epoch of the encoder a record evaluated: its ``epoch`` field; in records written
-    before that field existed, the training config's ``epochs`` (0 for an untrained encoder)."""
-    e = rec.get("epoch")
-    if isinstance(e, int) and not isinstance(e, bool):
-        return e
-    train = (rec.get("config") or {}).get("train")
-    e = train.get("epochs") if isinstance(train, dict) else None
-    return int(e) if isinstance(e, (int, float)) and not isinstance(e, bool) else 0
+    """The training epoch of the encoder a record evaluated (0: not trained)."""
+    return rec["epoch"]
 
 
 def record_flag(rec: dict, key: str) -> bool | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import paper
+from ..progress import LOGGER
 from ..storage import atomic_write_text
 from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_rank,
                     has_records, load_records, rank_agreement, timing_table)
@@ -74,7 +75,7 @@ def cmd_table(args) -> int:
     for ds in datasets:
         recs, problems = load_records(results, ds)
         for p in problems:
-            print(f"repeval: warning: skipping unreadable record {p}", file=sys.stderr)
+            LOGGER.warning(f"skipping unreadable record {p}")
         if not recs:
             return _err(f"no records for dataset '{ds}' under {results / ds / 'records'}")
         loaded[ds] = recs

@@ -16,6 +16,13 @@ from .build import CSV_COLUMNS, EM_DASH, TableSpec, at_epoch, has_epochs, record
 
 # ---------------------------------------------------------------------------------------------- notes
 
+def _training(rec: dict) -> dict | None:
+    """The training settings of a record's encoder (shared training config + family config), or None
+    for an encoder that was not trained."""
+    enc = rec["config"]["encoder"]
+    return {**enc["train"], **enc["config"]} if enc.get("kind") == "trained" else None
+
+
 def _cfg_text(d: dict | None, skip: tuple[str, ...] = ()) -> str:
     if not d:
         return "defaults"
@@ -119,11 +126,9 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int
         if note:
             notes.append(note)
 
-    trained = _group_models([
-        ("preset " + str(r["config"].get("preset")) + "; " + _cfg_text(r["config"].get("train")),
-         r.get("display") or r["model"]) for r in used if (r.get("config") or {}).get("train")])
-    untrained = list(dict.fromkeys(r.get("display") or r["model"] for r in used
-                                   if not (r.get("config") or {}).get("train")))
+    trained = _group_models([("preset " + str(r.get("preset")) + "; " + _cfg_text(_training(r)),
+                               r.get("display") or r["model"]) for r in used if _training(r)])
+    untrained = list(dict.fromkeys(r.get("display") or r["model"] for r in used if not _training(r)))
     budget = [f"{t}" + (f" [{', '.join(ms)}]" if len(trained) > 1 else "") for t, ms in trained]
     if untrained:
         budget.append("not trained: " + ", ".join(untrained))

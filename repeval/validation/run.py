@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError, config_hash
+from ..progress import log as progress_log
 from ..provenance import provenance
 from ..storage import atomic_write_json, atomic_write_text, read_json
 from .config import ValidateConfig, full_config, quick_config
@@ -67,7 +68,8 @@ def run_validation(cfg: ValidateConfig, out: Path, *, device: str = "cpu", mode:
     """Run ``cfg.checks`` in order, write every file under ``out``, return the summary dict."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    def log(s: str) -> None:
+        progress_log(s, quiet)
     t0 = time.perf_counter()
     checks: dict[str, dict] = {}
     for name in cfg.checks:

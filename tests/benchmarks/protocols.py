@@ -121,14 +121,19 @@ def main() -> int:
             seeds = args.svm_seeds if tap == "conv" else 1
             inp = make_input(ftr, fte, ytr, yte, tap)
             t = time.time()
-            accs, cs = [], []
+            accs, cs, norms, cycles, conv, degen = [], [], [], [], 0, 0
             for s in range(seeds):
                 r = spec.fn(inp, cfg, seed=s, device="cpu")
                 accs.append(r["accuracy"])
                 cs.append(r["c"])
+                norms.append(r["weight_norm"])
+                cycles.append(r["cycles"])
+                conv += bool(r["converged"])
+                degen += bool(r["degenerate"])
             dt = time.time() - t
             print(f"svm {tap:>4}: {seeds} seed(s) in {dt:.1f} s ({dt / seeds:.1f} s/seed); accuracy "
-                  f"{np.mean(accs):.2f} +- {np.std(accs):.2f} %, chosen C {cs}")
+                  f"{np.mean(accs):.2f} +- {np.std(accs):.2f} %, chosen C {cs}; converged {conv}/{seeds}, "
+                  f"degenerate {degen}/{seeds}, |W| {np.mean(norms):.3g}, cycles {cycles}")
             rows.append(("svm", tap, dt, f"{seeds} seeds, whole protocol"))
             if tap in args.sklearn_taps.split(","):
                 ref = run_sklearn(ftr[tap], ytr, fte[tap], yte, args)
@@ -175,41 +180,30 @@ def main() -> int:
               + f"; preset {cfg.epochs} epochs on {ftr['y'].shape[0]} images extrapolated {full:.0f} s")
         rows.append(("recon", "y", full, "extrapolated"))
     if "mine" in todo:
-        from repeval.protocol import zscore
-        from repeval.protocols.mine import dv_estimate, train_mine
+        from repeval.mi import mine_fit_evaluate
         spec, cfg = cfg_of("mine")
-        steps = args.mine_steps
-        print(f"\n## mine  preset config {cfg}; timed {steps} training steps + held-out evaluation")
-        y_tr, y_te = zscore(ftr["y"], fte["y"])
-        k = cfg.max_eval or ite.shape[0]
+        steps = min(args.mine_steps, cfg.steps)
+        print(f"\n## mine  preset config {cfg}; timed with the cap at {steps} steps (stop rule on)")
         t = time.time()
-        net, curve = train_mine(itr, y_tr, replace(cfg, steps=steps), seed=0)
-        t_train = time.time() - t
-        t = time.time()
-        mi = dv_estimate(net, ite[:k], y_te[:k], shuffles=cfg.eval_shuffles, seed=1)
-        dv_estimate(net, itr[:k], y_tr[:k], shuffles=cfg.eval_shuffles, seed=2)     # the train-side value
-        t_eval = time.time() - t
-        full = t_train * cfg.steps / steps + t_eval
-        print(f"mine y: train {t_train:.1f} s ({t_train / steps * 1000:.0f} ms/step), evaluation {t_eval:.1f} s; "
-              f"held-out DV after {steps} steps {mi:.4f}; preset {cfg.steps} steps extrapolated {full:.0f} s")
-        rows.append(("mine", "y", full, "extrapolated"))
+        r = mine_fit_evaluate(itr, ftr["y"], ite, fte["y"], replace(cfg, steps=steps), seed=0)
+        t_run = time.time() - t
+        full = t_run * cfg.steps / r["steps_used"] if not r["converged"] else t_run
+        print(f"mine y: {t_run:.1f} s for {r['steps_used']:.0f} steps (converged {r['converged']:.0f}), "
+              f"held-out bound {r['bound']:.4f}; at most {full:.0f} s with the preset cap of {cfg.steps} steps")
+        rows.append(("mine", "y", full, "measured" if r["converged"] else "upper bound, extrapolated"))
     if "ndm" in todo:
-        from repeval.protocols.ndm import ndm_fit_eval
+        from repeval.mi import ndm_fit_score
         spec, cfg = cfg_of("ndm")
-        steps = args.ndm_steps
-        print(f"\n## ndm  preset config {cfg}; timed 1 and {steps} steps on sigmoid(y) (evaluation = the 1-step run)")
+        steps = min(args.ndm_steps, cfg.steps)
+        print(f"\n## ndm  preset config {cfg}; timed with the cap at {steps} steps on sigmoid(y) (stop rule on)")
         z_tr, z_te = torch.sigmoid(ftr["y"]), torch.sigmoid(fte["y"])
         t = time.time()
-        ndm_fit_eval(z_tr, z_te, replace(cfg, steps=1), seed=0)
-        t_one = time.time() - t
-        t = time.time()
-        r = ndm_fit_eval(z_tr, z_te, replace(cfg, steps=steps), seed=0)
+        r = ndm_fit_score(z_tr, z_te, replace(cfg, steps=steps), seed=0)
         t_run = time.time() - t
-        per_step = max(0.0, (t_run - t_one) / max(1, steps - 1))
-        full = 2 * (per_step * cfg.steps + t_one)        # sigmoid(y) and raw y
-        print(f"ndm y: {t_run:.1f} s for {steps} steps, {per_step * 1000:.0f} ms/step, evaluation ~{t_one:.1f} s; "
-              f"ndm after {steps} steps {r['ndm']:.4f}; preset {cfg.steps} steps x 2 variants extrapolated {full:.0f} s")
-        rows.append(("ndm", "y", full, "extrapolated"))
+        full = 2 * (t_run * cfg.steps / r["steps_used"] if not r["converged"] else t_run)   # z-scored and raw
+        print(f"ndm y: {t_run:.1f} s for {r['steps_used']:.0f} steps (converged {r['converged']:.0f}), "
+              f"held-out value {r['bound']:.4f}; 2 variants at most {full:.0f} s with the preset cap of {cfg.steps}")
+        rows.append(("ndm", "y", full, "measured" if r["converged"] else "upper bound, extrapolated"))
     print(f"\n# load after: {os.getloadavg()}")
     print("| protocol | tap | seconds | note |\n|---|---|---|---|")
     for prot, tap, sec, note in rows:
@@ -224,8 +218,8 @@ def run_sklearn(xtr, ytr, xte, yte, args) -> list[tuple[float, float, float, boo
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
-    from repeval.protocols.svm import standardize_stats
-    mu, sd = standardize_stats(xtr)
+    from repeval.protocol import zscore_stats
+    mu, sd = zscore_stats(xtr)
     n = args.sklearn_subset or xtr.shape[0]
     idx = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(0))[:n]
     a = ((xtr[idx] - mu) / sd).numpy()
