@@ -36,7 +36,7 @@ def add_run_options(r: argparse.ArgumentParser) -> None:
                    help="any other submitit slurm parameter (qos=high, account=x, constraint=a100, "
                         "exclude=node1) or raw sbatch option (repeatable)")
     g.add_argument("--slurm-setup", action="append", default=[], metavar="CMD",
-                   help="shell line run in the job before repeval, e.g. 'source venv/bin/activate' (repeatable)")
+                   help="shell line run in the job before repeval, e.g. 'module load cuda' (repeatable)")
 
 
 LAUNCH_DESTS = frozenset({"executor", "jobs", "devices", "slurm_partition", "slurm_time", "slurm_gpus",
