@@ -82,11 +82,6 @@ class Shard:
         write_outcome(self.folder, self.model, "requeued")
         return DelayedSubmission(self)
 
-    def command(self) -> str:
-        """The shard as a shell command (for logs and the manifest)."""
-        import shlex
-        return "repeval " + " ".join(shlex.quote(a) for a in self.argv)
-
 
 def logs_tail(path: str | Path, n_bytes: int = 4096) -> str | None:
     """The last non-empty line of a log file, or None."""
