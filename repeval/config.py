@@ -65,28 +65,29 @@ class TrainConfig:
         return d
 
 
-# Numeric fields that must be strictly positive unless their metadata says otherwise.
+# Numeric fields that must be strictly positive (ints >= 1, floats > 0) unless their metadata says
+# otherwise: these names and their ``*_name`` forms, but not ``min_*`` floors (``min_steps=0`` is valid).
 POSITIVE = ("epochs", "steps", "batch_size", "lr", "hidden", "width", "units", "folds", "shuffles",
-            "patience", "max_steps", "k", "seeds")
+            "patience", "k", "seeds")
 
 
 def check_ranges(cfg: Any, where: str) -> None:
-    """Every numeric field finite and >= its minimum: ``metadata={"min": m}``, else 1 (or > 0 for
-    floats) for the names in :data:`POSITIVE` and their ``*_suffix`` forms, else 0. Called by every
-    config's ``__post_init__`` through :func:`make_config`, before any data is loaded."""
+    """Every numeric field finite; the :data:`POSITIVE` ones above zero; a field with
+    ``metadata={"min": m}`` at least m. Called for every config by :func:`make_config`, before any
+    data is loaded, so a value that makes no sense is a one-line error, not an empty result."""
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        values = v if isinstance(v, tuple) else (v,)
-        for x in values:
+        for x in (v if isinstance(v, tuple) else (v,)):
             if isinstance(x, bool) or not isinstance(x, (int, float)):
                 continue
             if not math.isfinite(x):
                 raise ConfigError(f"{where}.{f.name} must be a finite number, got {v}")
-            positive = any(f.name == n or f.name.endswith("_" + n) for n in POSITIVE)
-            lo = f.metadata.get("min", 1 if positive and isinstance(x, int) else 0)
-            if x < lo or (positive and "min" not in f.metadata and isinstance(x, float) and x <= 0):
-                need = f">= {lo}" if not (positive and isinstance(x, float)) else "> 0"
-                raise ConfigError(f"{where}.{f.name} must be {need}, got {v}")
+            positive = not f.name.startswith("min_") and any(f.name == n or f.name.endswith("_" + n)
+                                                             for n in POSITIVE)
+            if "min" in f.metadata and x < f.metadata["min"]:
+                raise ConfigError(f"{where}.{f.name} must be >= {f.metadata['min']}, got {v}")
+            if positive and "min" not in f.metadata and (x < 1 if isinstance(x, int) else x <= 0):
+                raise ConfigError(f"{where}.{f.name} must be {'>= 1' if isinstance(x, int) else '> 0'}, got {v}")
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:

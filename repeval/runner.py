@@ -372,7 +372,7 @@ def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, family: Family, hi
                         encoder_hash=feats["encoder_hash"], error=err, dataset_note=ds.note,
                         paper_comparable=bool(getattr(ds, "paper_comparable", False)),
                         preset=opts.preset.name, history=history,
-                        timing_s={"protocol": round(time.time() - t1, 3), **timing},
+                        timing_s={"protocol": round(time.time() - t1, 6), **timing},
                         provenance=prov, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         record.write(task.path)
         if ok:

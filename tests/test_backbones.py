@@ -39,7 +39,7 @@ def test_readme_example_end_to_end(tmp_path, r18_file, capsys):
     protocols = [p for p in ("mlp", "knn", "linear") if p in PROTOCOLS]
     argv = ["run", "--models", "r18", "--protocols", ",".join(protocols), "--dataset", "digits",
             "--backbone", f"r18=torchvision:resnet18:{r18_file}",          # a global option after `run`
-            "--set", "mlp.epochs=1", "--quiet", "--no-table",
+            "--set", "mlp.epochs=1", "--seeds", "1", "--quiet", "--no-table",
             "--workdir", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
     assert main(argv) == 0
     recs = sorted((tmp_path / "results/digits/records/r18").rglob("*.json"))

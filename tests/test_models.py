@@ -152,8 +152,8 @@ def test_prior_term_changes_the_encoder_gradients(data):
     x = data[0][:16]
     cfg = make_cfg()
     torch.manual_seed(0)
-    with_prior = DIM(cfg, estimator="infonce", alpha=0.0, beta=1.0, gamma=0.1).train()
-    without = DIM(cfg, estimator="infonce", alpha=0.0, beta=1.0, gamma=0.0).train()
+    with_prior = DIM(cfg, estimator="infonce", alpha=0.0, beta=1.0, gamma=0.1, critic_units=32).train()
+    without = DIM(cfg, estimator="infonce", alpha=0.0, beta=1.0, gamma=0.0, critic_units=32).train()
     without.load_state_dict(with_prior.state_dict(), strict=False)
     g1, g0 = _encoder_grads(with_prior, x), _encoder_grads(without, x)
     assert torch.isfinite(g1).all() and torch.isfinite(g0).all()
