@@ -245,3 +245,19 @@ def test_sigterm_is_handled_like_ctrl_c_and_stale_tmp_files_are_swept(tmp_path):
     assert len(err) == 1 and "terminated (SIGTERM)" in err[0]
     assert not stale.exists()
     assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_dry_run_computes_nothing_and_says_what_is_present(tmp_path, tiny_run, capsys, monkeypatch):
+    assert main(tiny_run(models="random")) == 0
+    capsys.readouterr()
+
+    def forbidden(*a, **k):
+        raise AssertionError("computed during --dry-run")
+    monkeypatch.setattr("repeval.runner.train", forbidden)
+    monkeypatch.setattr("repeval.runner.extract", forbidden)
+    before = _records(tmp_path / "results")
+    assert main(tiny_run(models="random,ae", protocols="mlp,ndm") + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[random] 3 records present, 1 to compute" in out and "epoch 0: extract 3 taps, evaluate 1 records (ndm)" in out
+    assert "[ae] 0 records present, 4 to compute" in out and "train to epoch 1 (checkpoint" in out
+    assert _records(tmp_path / "results") == before and not (tmp_path / "work/models").exists()
