@@ -4,6 +4,7 @@ import hashlib
 import os
 import pickle
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -140,11 +141,13 @@ def test_bad_inputs_fail_in_one_line_and_keep_every_record(done, tmp_path, capsy
         if "--workdir" not in argv and "run" in argv:
             argv = [*argv, "--workdir", str(done / "work")]
         capsys.readouterr()
-        try:
-            rc = main(argv)
-        except SystemExit as e:     # argparse usage errors
-            rc = e.code
-        err = capsys.readouterr().err.strip().splitlines()
+        with warnings.catch_warnings(record=True) as warned:     # a warning would be stderr lines too
+            warnings.simplefilter("always")
+            try:
+                rc = main(argv)
+            except SystemExit as e:     # argparse usage errors
+                rc = e.code
+        err = capsys.readouterr().err.strip().splitlines() + [f"warning: {w.message}" for w in warned]
         MODELS._items.clear()
         MODELS._items.update(registered)
         if rc == 0 or len(err) > 2 or any("Traceback" in line for line in err):
