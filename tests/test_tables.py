@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import json
 import math
 import os
 import shutil
@@ -553,4 +554,6 @@ def test_a_protocol_declared_in_a_test_gets_its_column_footnote_and_timing(tmp_p
     assert "Cells: 1-NN = nearest-neighbour test accuracy (%) (protocol `nn1`)." in md and "Protocol `nn1`: p=2.0." in md
     assert (res / "digits" / "tableX.tex").exists() and "nn1" in (res / "digits" / "tableX.csv").read_text()
     timing = pd.read_csv(res / "digits" / "timing.csv").set_index("model")
-    assert "nn1_s" in timing.columns and timing.loc["random", "nn1_s"] > 0 and timing.loc["random", "other_s"] == 0
+    assert "nn1_s" in timing.columns and timing.loc["random", "other_s"] == 0 and timing.loc["random", "records"] == 1
+    rec = json.loads(next((res / "digits" / "records" / "random" / "nn1").glob("*.json")).read_text())
+    assert timing.loc["random", "nn1_s"] == round(rec["timing_s"]["protocol"], 1)   # the column sums the records
