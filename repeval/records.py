@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -111,9 +110,6 @@ class Record:
         except (OSError, ValueError) as e:
             raise RecordError(f"{path}: unreadable record ({type(e).__name__}: {e})") from None
         return cls.from_json(obj, path)
-
-    def metric(self, name: str, default: float = math.nan) -> Any:
-        return self.metrics.get(name, default)
 
 
 @dataclass(frozen=True)

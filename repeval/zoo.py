@@ -197,13 +197,3 @@ def family_sections() -> dict[str, type]:
         if fam is not None and spec.section:
             out[spec.section] = fam.Config
     return out
-
-
-def check_family_overrides(overrides: dict, models: list[str]) -> None:
-    """Each family section in ``overrides`` must resolve for every requested model of that family."""
-    for n in models:
-        spec = MODELS.get(n)
-        if spec.section in overrides:
-            spec.family_config(overrides)
-
-
