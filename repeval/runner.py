@@ -255,34 +255,24 @@ def train_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, p
     snapshot, so that a later run (here or elsewhere) only extracts and evaluates."""
     if not plan.family.trains or plan.epochs[-1] == 0:
         return
-    device = torch.device(opts.device)
-    family = plan.family.to(device)
-    mdir = model_dir(opts, ds, plan.name, plan.train_key)
-    if plan.retrain and mdir.exists():
-        shutil.rmtree(mdir)
+    family, device, mdir = _prepare(plan, opts, ds)
     if (mdir / f"epoch-{plan.epochs[-1]}.pt").exists():
         log(f"[{plan.name}] trained to epoch {plan.epochs[-1]} already", opts.quiet)
         return
-    x_tr, y_tr = _training_subset(ds, cfg.train)
-    encoder_at(family, plan.epochs[-1], plan, opts, cfg, mdir, (x_tr.to(device), y_tr.to(device)), prog)
+    encoder_at(family, plan.epochs[-1], plan, opts, cfg, mdir, _training_subset(ds, cfg.train, device), prog)
     log(f"[{plan.name}] trained to epoch {plan.epochs[-1]}: {mdir}", opts.quiet)
 
 
 def run_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout,
               summary: RunSummary, prog: Progress) -> None:
     """Stages 2-4 for one model: for each epoch that owes records, encoder -> features -> records."""
-    device = torch.device(opts.device)
-    family = plan.family.to(device)
-    mdir = model_dir(opts, ds, plan.name, plan.train_key)
-    if plan.retrain and mdir.exists():
-        shutil.rmtree(mdir)
+    family, device, mdir = _prepare(plan, opts, ds)
     need = sorted({t.epoch for t in plan.tasks})
     train_data = None
     for epoch in need:
         t0 = time.time()
         if family.trains and epoch > 0 and train_data is None and not (mdir / f"epoch-{epoch}.pt").exists():
-            x_tr, y_tr = _training_subset(ds, cfg.train)
-            train_data = (x_tr.to(device), y_tr.to(device))
+            train_data = _training_subset(ds, cfg.train, device)
         history = encoder_at(family, epoch, plan, opts, cfg, mdir, train_data, prog)
         train_s = time.time() - t0
         t0 = time.time()
@@ -292,8 +282,17 @@ def run_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, lay
         tasks = [t for t in plan.tasks if t.epoch == epoch]
         log(f"[{plan.name}] epoch {epoch}: encoder ready ({train_s:.0f} s), features "
             f"{'cached' if hit else 'extracted'} ({extract_s:.0f} s); {len(tasks)} records to run", opts.quiet)
-        evaluate(plan, tasks, feats, family, history, ds, opts, cfg, layout, summary, prog,
+        evaluate(plan, tasks, feats, history, ds, opts, cfg, layout, summary, prog,
                  {"train": round(train_s, 3), "extract": round(extract_s, 3), "features_cached": hit})
+
+
+def _prepare(plan: ModelPlan, opts: RunOptions, ds: Dataset) -> tuple[Family, torch.device, Path]:
+    """The family on the run's device and its checkpoint folder (emptied for a retrain)."""
+    device = torch.device(opts.device)
+    mdir = model_dir(opts, ds, plan.name, plan.train_key)
+    if plan.retrain and mdir.exists():
+        shutil.rmtree(mdir)
+    return plan.family.to(device), device, mdir
 
 
 def encoder_at(family: Family, epoch: int, plan: ModelPlan, opts: RunOptions, cfg: Resolved, mdir: Path,
@@ -338,7 +337,7 @@ def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, 
     return feats, all(hits)
 
 
-def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, family: Family, history: list[dict],
+def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, history: list[dict],
              ds: Dataset, opts: RunOptions, cfg: Resolved, layout: ResultsLayout, summary: RunSummary,
              prog: Progress, timing: dict) -> None:
     """Stage 4: one record per task, written atomically as soon as it is computed."""
@@ -394,9 +393,11 @@ def _is_done(path: Path, chash: str, summary: RunSummary) -> bool:
     return rec.success and rec.config_hash == chash
 
 
-def _training_subset(ds: Dataset, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    if not cfg.max_train or cfg.max_train >= ds.x_train.shape[0]:
-        return ds.x_train, ds.y_train
-    idx = torch.randperm(ds.x_train.shape[0], generator=generator(derive_seed(cfg.seed, "subset")))[:cfg.max_train]
-    return ds.x_train[idx], ds.y_train[idx]
+def _training_subset(ds: Dataset, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images and labels (a seeded subset with ``max_train``), moved to ``device`` once."""
+    x, y = ds.x_train, ds.y_train
+    if cfg.max_train and cfg.max_train < x.shape[0]:
+        idx = torch.randperm(x.shape[0], generator=generator(derive_seed(cfg.seed, "subset")))[:cfg.max_train]
+        x, y = x[idx], y[idx]
+    return x.to(device), y.to(device)
 
