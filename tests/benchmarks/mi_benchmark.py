@@ -65,7 +65,10 @@ def isa() -> str:
 
 def bmi_python(arg: str | None) -> str | None:
     py = arg or os.environ.get("REPEVAL_BMI_PYTHON") or sys.executable
-    ok = subprocess.run([py, "-c", "import bmi.estimators"], capture_output=True).returncode == 0
+    try:
+        ok = subprocess.run([py, "-c", "import bmi.estimators"], capture_output=True).returncode == 0
+    except OSError:
+        ok = False
     if not ok:
         print(f"# published estimators skipped: `import bmi.estimators` fails in {py} "
               "(install benchmark-mi there, or pass --bmi-python)")
@@ -89,7 +92,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--bmi-python", default=None)
-    p.add_argument("--published", default="mine,infonce", help="published estimators to run: mine, infonce")
+    p.add_argument("--published", default="mine,infonce", help="published estimators to run: mine, infonce (or none)")
     p.add_argument("--options", default="", help="estimate_mi options, e.g. 'estimator=infonce,steps=2000'")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -97,7 +100,7 @@ def main(argv=None) -> None:
     chosen = [t for t in tasks() if not args.tasks or any(s in t.name for s in args.tasks.split(","))]
     samples = {t.name: tuple(a.astype(np.float32) for a in t.sample(args.n, args.seed)) for t in chosen}
     print(f"# CPU ISA: {isa()}; torch threads {args.threads}; {args.n} pairs per task; options {opts or 'defaults'}")
-    py = bmi_python(args.bmi_python)
+    py = bmi_python(args.bmi_python) if args.published != "none" else None
     pub = {}
     if py:
         t0 = time.perf_counter()
