@@ -100,8 +100,11 @@ def last_epochs(cfg: MLPConfig) -> list[int]:
     return list(range(cfg.epochs - min(cfg.average_last, cfg.epochs) + 1, cfg.epochs + 1))
 
 
-def half_budget(cfg: MLPConfig) -> MLPConfig:
-    """The convergence check's configuration: half the epochs, the same schedule compressed."""
+def half_budget(cfg: MLPConfig) -> MLPConfig | None:
+    """The convergence check's configuration: half the epochs, the same schedule compressed (None
+    for a one-epoch budget, whose half is the untrained head)."""
+    if cfg.epochs < 2:
+        return None
     return replace(cfg, epochs=cfg.epochs // 2, milestones=tuple(m // 2 for m in cfg.milestones))
 
 
@@ -167,7 +170,7 @@ def fit_with_check(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte:
     fit = train_probe(xtr, ytr, xte, yte, n_classes, cfg, seed=seed)
     half = half_budget(cfg)
     half_accuracy = (train_probe(xtr, ytr, xte, yte, n_classes, half, seed=seed).test_curve[half.epochs]
-                     if half.epochs else fit.test_curve[0])
+                     if half else fit.test_curve[0])
     return probe_metrics(fit, half_accuracy, xtr, ytr, cfg)
 
 

@@ -8,9 +8,11 @@ through :func:`load_records` alone); nothing is recomputed. Stages, each a plain
    cell (model x column) holding our mean, sample std, seed count and flags, the paper's number and the
    difference (pure), :func:`rank_agreement` (Kendall's tau against the paper, per column) and
    :func:`timing_table`; ``curves``: :func:`curve_table` (accuracy against encoder epoch);
+   ``compare``: :func:`pairwise` (every pair of rows per column against the seed spread, Welch's
+   test with Holm's correction over all comparisons);
 2. ``render``: :func:`footnotes`, :func:`render_markdown`, :func:`render_latex`, :func:`render_csv`;
 3. ``command``: :func:`cmd_table` writes ``table{1,4,X}.{md,tex,csv}``, ``rank_agreement.csv``,
-   ``timing.csv``, ``learning_curve.{csv,png}`` and the plots atomically under ``results/<dataset>/``.
+   ``timing.csv``, ``comparisons.csv``, ``learning_curve.{csv,png}`` and the plots atomically under ``results/<dataset>/``.
 
 The columns, their number format, the title phrase, the "Cells" footnote and the learning-curve
 metrics are declared by each protocol at its registration (:class:`repeval.protocol.Reporting`):
@@ -22,6 +24,7 @@ em dash, never 0.
 from .build import (CSV_COLUMNS, EM_DASH, FORMATS, SPECS, TABLE1, TABLE4, TABLES, TABLEX, TableSpec,  # noqa: F401
                     at_epoch, build_table, discover_datasets, format_floor, format_rank, has_records, load_records,
                     rank_agreement, record_epoch, record_flag, timing_table)
+from .compare import COMPARISON_COLUMNS, holm, pairwise  # noqa: F401
 from .curves import CURVE_COLUMNS, curve_table  # noqa: F401
 from .command import cmd_table, print_tables  # noqa: F401
 from .render import (footnotes, render_csv, render_latex, render_markdown,  # noqa: F401

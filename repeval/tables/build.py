@@ -147,6 +147,16 @@ def _display(model: str, fallback: str) -> str:
     return MODELS.get(model).display if model in MODELS else fallback
 
 
+def cell_records(records, col: ReportColumn) -> tuple[list[dict], list[dict], list[dict]]:
+    """The records of one model that fill column ``col``: (all of them, those with a finite value,
+    those that failed or hold a non-finite value)."""
+    sel = [r for r in records if r["protocol"] == col.protocol and (col.tap is None or r.get("tap") == col.tap)]
+    ok = [r for r in sel if r.get("success") and _finite((r.get("metrics") or {}).get(col.metric))]
+    failed = [r for r in sel if not r.get("success") or
+              ((r.get("metrics") or {}).get(col.metric) is not None and not _finite(r["metrics"][col.metric]))]
+    return sel, ok, failed
+
+
 def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 models: list[str] | None = None, epoch: int | None = None) -> pd.DataFrame:
     """One row per cell of ``spec`` for ``dataset``: ours (mean, sample std, n) beside the paper.
@@ -174,12 +184,7 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     out = []
     for i, (label, model, disp) in enumerate(rows):
         for col in spec.columns:
-            sel = [r for r in by_model.get(model, ())
-                   if r["protocol"] == col.protocol and (col.tap is None or r.get("tap") == col.tap)]
-            ok = [r for r in sel if r.get("success") and _finite((r.get("metrics") or {}).get(col.metric))]
-            failed = [r for r in sel if not r.get("success") or
-                      ((r.get("metrics") or {}).get(col.metric) is not None
-                       and not _finite(r["metrics"][col.metric]))]
+            sel, ok, failed = cell_records(by_model.get(model, ()), col)
             vals = np.array([float(r["metrics"][col.metric]) for r in ok])
             p = pv.get((model, col.paper)) if col.paper else None
             ps = pv.get((model, col.paper_std)) if col.paper_std else None

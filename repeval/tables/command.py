@@ -11,6 +11,7 @@ from ..progress import LOGGER
 from ..storage import atomic_write_text
 from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_rank,
                     has_records, load_records, rank_agreement, timing_table)
+from .compare import format_comparisons, pairwise
 from .curves import curve_table
 from .render import footnotes, render_csv, render_latex, render_markdown, table_title
 
@@ -108,6 +109,12 @@ def cmd_table(args) -> int:
                                                                  lineterminator="\n"), written)
         ranks += ds_ranks
         _curves(recs, ds, out, formats, plots, written)
+        comparisons = pairwise(recs, ds, epoch)
+        if "csv" in formats and not comparisons.empty:
+            _write(out / "comparisons.csv", comparisons.to_csv(index=False, float_format="%.6g",
+                                                               lineterminator="\n"), written)
+        for line in format_comparisons(comparisons):
+            print(f"\n{ds}: {line}")
         if plots:
             from ..plots import plot_recon_grids
             names = {r["model"]: r.get("display") or r["model"] for r in recs}

@@ -83,10 +83,10 @@ def main() -> int:
                 cpus.append((time.process_time() - c) / e)
                 final[e, s] = fit.test_curve[e]
                 h = half_budget(cfg)
-                if (h.epochs, s) not in final:
-                    final[h.epochs, s] = (train_probe(xtr, ytr, xte, yte, 10, h, seed=s).test_curve[h.epochs]
-                                          if h.epochs else fit.test_curve[0])
-                ms.append(probe_metrics(fit, final[h.epochs, s], xtr, ytr, cfg))
+                if (e // 2, s) not in final:
+                    final[e // 2, s] = (train_probe(xtr, ytr, xte, yte, 10, h, seed=s).test_curve[h.epochs]
+                                        if h else fit.test_curve[0])
+                ms.append(probe_metrics(fit, final[e // 2, s], xtr, ytr, cfg))
                 if len(fit.test_curve) == e + 1:
                     curve = fit.test_curve
             acc = np.array([m["accuracy"] for m in ms])

@@ -1,0 +1,91 @@
+"""Every pair of rows of a table compared against the seed spread, with the number of comparisons in
+mind: ``comparisons.csv``.
+
+For one column (a protocol's metric at a tap, records at one epoch per model: :func:`at_epoch`) and
+two models A, B with per-seed values a_1..a_n and b_1..b_m:
+
+- ``diff`` = mean(a) - mean(b); ``sd_a``, ``sd_b`` the sample standard deviations over seeds;
+- ``separated``: the seed ranges do not overlap (every seed of the higher row above every seed of the
+  lower one) -- the gap exceeds the seed spread;
+- ``p``: Welch's two-sided t-test (unequal variances; Welch 1947); ``p_holm``: Holm's step-down
+  adjustment (Holm 1979) over *every* comparison of the dataset (all columns of Tables 1, 4 and X, all
+  pairs), so a reader does not have to correct for the number of columns tested; ``significant`` =
+  ``p_holm`` < ``ALPHA``.
+
+Only columns whose protocol has at least two seeds per model enter. The spread is the protocol's
+(probe or SVM initialisation, dropout, minibatch order) on one trained encoder per model: the
+variance of encoder training itself is not in it, so a significant gap says the protocol separates
+these two trained encoders, not that the methods differ on every training run.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from .build import TABLES, at_epoch, cell_records, record_epoch
+
+ALPHA = 0.05
+COMPARISON_COLUMNS = ["dataset", "table", "column", "protocol", "tap", "metric", "model_a", "model_b", "epoch_a",
+                      "epoch_b", "mean_a", "mean_b", "diff", "sd_a", "sd_b", "n_a", "n_b", "separated", "p",
+                      "p_holm", "significant"]
+
+
+def welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of Welch's t-test between samples ``a`` and ``b`` (each >= 2 values); 0 when
+    both are constant and differ, 1 when both are constant and equal."""
+    from scipy.stats import ttest_ind
+    if a.std() == 0 and b.std() == 0:
+        return 1.0 if a.mean() == b.mean() else 0.0
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control) of the p-values ``p`` (K,)."""
+    k = len(p)
+    order = np.argsort(p, kind="stable")
+    adj = np.empty(k)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (k - rank) * p[i]))
+        adj[i] = running
+    return adj
+
+
+def pairwise(records: list[dict], dataset: str, epoch: int | None = None) -> pd.DataFrame:
+    """One row per (column, pair of models) of ``dataset``'s Tables 1, 4 and X (module docstring)."""
+    rows = []
+    for spec in TABLES:
+        recs = at_epoch([r for r in records if r.get("dataset", dataset) == dataset], epoch, spec.protocols)
+        models = sorted({r["model"] for r in recs})
+        for col in spec.columns:
+            vals, epochs = {}, {}
+            for m in models:
+                _, ok, _ = cell_records([r for r in recs if r["model"] == m], col)
+                if len(ok) >= 2:
+                    vals[m] = np.array([float(r["metrics"][col.metric]) for r in ok])
+                    epochs[m] = record_epoch(ok[0])
+            for a, b in combinations(sorted(vals), 2):
+                va, vb = vals[a], vals[b]
+                rows.append({"dataset": dataset, "table": spec.name, "column": col.key, "protocol": col.protocol,
+                             "tap": col.tap or "", "metric": col.metric, "model_a": a, "model_b": b,
+                             "epoch_a": epochs[a], "epoch_b": epochs[b], "mean_a": va.mean(), "mean_b": vb.mean(),
+                             "diff": va.mean() - vb.mean(), "sd_a": va.std(ddof=1), "sd_b": vb.std(ddof=1),
+                             "n_a": len(va), "n_b": len(vb),
+                             "separated": bool(va.min() > vb.max() or vb.min() > va.max()),
+                             "p": welch_p(va, vb)})
+    df = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    if not df.empty:
+        df["p_holm"] = holm(df["p"].to_numpy(dtype=float))
+        df["significant"] = df["p_holm"] < ALPHA
+    return df
+
+
+def format_comparisons(df: pd.DataFrame) -> list[str]:
+    """Summary lines: how many comparisons, how many separated by the seed spread, how many significant."""
+    if df.empty:
+        return []
+    return [f"{len(df)} pairwise comparisons (every pair of rows, every column with >= 2 seeds): "
+            f"{int(df['separated'].sum())} gaps beyond the seed spread, {int(df['significant'].sum())} significant "
+            f"after Holm's correction over all {len(df)} (Welch t, alpha {ALPHA})"]
