@@ -1,7 +1,8 @@
-"""`repeval table`: Tables 1 and 4 from fixture records (made here), beside the shipped paper numbers.
+"""`repeval table` (repeval/tables/): Tables 1 and 4 from fixture records (made here), beside the shipped
+paper numbers; Table X and the learning curves. (The paper's numbers themselves: tests/repeval/test_paper.py.)
 
-Snapshots of the Markdown and LaTeX live in tests/snapshots/; regenerate them after an intended
-change with ``REPEVAL_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_tables.py`` and review the diff.
+Snapshots of the Markdown and LaTeX live in tests/repeval/snapshots/; regenerate them after an intended
+change with ``REPEVAL_UPDATE_SNAPSHOTS=1 python -m pytest tests/repeval/test_tables.py`` and review the diff.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from repeval import paper, tables
+from repeval import tables
 from repeval.cli import main
 from repeval.config import config_hash
 from repeval.records import Record, ResultsLayout, metrics_checksum
@@ -131,23 +132,6 @@ def check_snapshot(name: str, text: str) -> None:
     want = path.read_text(encoding="utf-8")
     diff = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), "snapshot", "now", n=1))
     assert text == want, f"{name} differs from its snapshot (regenerate: see module doc):\n{diff[:4000]}"
-
-
-# ---------------------------------------------------------------------------------------------- paper data
-
-def test_paper_numbers_load_from_package_and_map_datasets():
-    t1 = paper.paper_values(1, "cifar10")
-    assert t1[("beta-vae", "conv")] == 62.4                         # matched by model name, not "beta-VAE"
-    assert paper.paper_values(1, DS) == t1                          # the JPEG copy compares with cifar10
-    assert paper.paper_values(1, "cifar100")[("ae", "y")] == 27.44
-    assert paper.paper_values(1, "digits") == {}
-    assert ("supervised", "conv") not in t1                         # blank in the paper
-    t4 = paper.paper_values(4, "cifar10")
-    assert (t4[("dim-l-infonce", "svm_conv_mean")], t4[("dim-l-infonce", "svm_conv_std")]) == (63.25, 0.86)
-    assert t4[("vae", "msssim")] == 0.72                            # the paper's MS-SSIM column
-    assert paper.paper_values(4, "cifar100") == {}
-    assert ("dim-l-infonce", "DIM(L)") in paper.paper_rows(4, "cifar10")   # the paper's label kept beside
-    assert paper.row_order(1)[:3] == ("supervised", "vae", "ae") and paper.row_order(1)[-2:] == ("dim-lg", "random")
 
 
 # ---------------------------------------------------------------------------------------------- cells
