@@ -1,7 +1,14 @@
+"""Fixtures shared by the test files; plain helpers are in tests/helpers.py.
+
+The tests mirror the source tree: tests/repeval/ for the engine (repeval/), tests/models/ for the encoder
+families (models/, installed as repeval.models), tests/protocols/ for the protocols (protocols/).
+"""
 import pytest
 import torch
 
 import repeval
+from repeval.progress import setup_logging
+from tests.helpers import blob_task
 
 repeval.load_builtins()
 torch.set_num_threads(2)
@@ -26,3 +33,30 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def restore_logging():
+    """Console logging back to its default after the test (tests that change the verbosity or add a log
+    file). Use with ``pytestmark = pytest.mark.usefixtures("restore_logging")``."""
+    yield
+    setup_logging(0)
+
+
+@pytest.fixture(scope="module")
+def image_batch():
+    """The encoder families' tiny data: 128 random 3x32x32 images in [-1, 1] and labels, seeded."""
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(128, 3, 32, 32, generator=g) * 2 - 1, torch.randint(0, 10, (128,), generator=g)
+
+
+@pytest.fixture(scope="module")
+def separable():
+    """Table X's protocols' task with well separated classes: kNN and the linear probe must score 100 %."""
+    return blob_task(sep=6.0)
+
+
+@pytest.fixture(scope="module")
+def random_labels():
+    """The same task with labels independent of the features: chance accuracy."""
+    return blob_task(sep=0.0)

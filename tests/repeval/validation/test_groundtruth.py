@@ -1,5 +1,5 @@
-"""repeval.validation's tools: closed forms against numerical integration / Monte Carlo, samplers,
-invertible maps, image perturbations, the stacked bound fitter."""
+"""repeval/validation/groundtruth.py: closed forms against numerical integration / Monte Carlo, the
+samplers, the invertible maps."""
 from __future__ import annotations
 
 import math
@@ -10,10 +10,7 @@ import torch
 from scipy import integrate
 from scipy.stats import multivariate_normal, multivariate_t, norm
 
-from repeval.ssim import gaussian_window
 from repeval.validation import groundtruth as gt
-from repeval.validation.boundfit import BoundFitConfig, fit_bound
-from repeval.validation.perturb import add_noise, gaussian_blur, synthetic_images
 
 
 def _mi_by_integration(logp_joint, logp_x, logp_y, lim: float = 10.0, n: int = 1201) -> float:
@@ -71,7 +68,6 @@ def test_samplers_have_the_stated_moments():
 # lower Lipschitz constants claimed in repeval/validation/groundtruth.py: |f(a) - f(b)| >= c |a - b| => injective
 LOWER_LIPSCHITZ = {"identity": 1.0, "linear": math.exp(-1.0), "residual_mlp": (1 - 0.45) ** 2}
 
-
 @pytest.mark.parametrize("name", list(gt.INVERTIBLE_MAPS))
 def test_maps_are_invertible(name):
     f = gt.invertible_map(name, 5, seed=0)
@@ -111,27 +107,3 @@ def test_student_t_tends_to_the_gaussian():
     assert c[0] > c[1] > c[2] > c[3] > 0 and c[3] < 1e-3          # -> 0: the Gaussian limit
     a, b = gt.sample_student_t(10, 2, 0.3, 2.0, seed=1), gt.sample_student_t(10, 2, 0.3, 2.0, seed=1)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-
-
-def test_perturbations_are_ordered():
-    x = synthetic_images(4, seed=0)
-    assert x.shape == (4, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
-    assert torch.equal(gaussian_blur(x, 0.0), x) and torch.equal(add_noise(x, 0.0, 1), x)
-    errs = [float((gaussian_blur(x, s) - x).abs().mean()) for s in (0.5, 1.0, 2.0)]
-    assert errs[0] < errs[1] < errs[2]
-    assert torch.equal(add_noise(x, 0.1, 5), add_noise(x, 0.1, 5))
-    # the blur's window is the SSIM window (one Gaussian), radius ceil(3 sigma): blurring a point
-    # source away from the border reproduces its outer product
-    dirac = torch.zeros(1, 1, 21, 21)
-    dirac[0, 0, 10, 10] = 1.0
-    w = gaussian_window(7, 1.0)
-    assert torch.allclose(gaussian_blur(dirac, 1.0)[0, 0, 7:14, 7:14], w[:, None] * w[None, :], atol=1e-7)
-
-
-def test_bound_fit_is_deterministic_and_infonce_is_capped(one_thread):
-    x, y = gt.sample_correlated_gaussian(1200, 2, 0.999, seed=0)  # I = 6.2 nats > log 32 = 3.47
-    cfg = BoundFitConfig(steps=60, batch_size=32, eval_batch=32, hidden=32, embed=8)
-    a = fit_bound(x, y, "infonce", cfg, seed=1)
-    assert a == fit_bound(x, y, "infonce", cfg, seed=1)
-    assert a["infonce"] <= math.log(32) + 1e-6
-    assert 0.0 <= a["jsd"] <= 2 * math.log(2) + 1e-6

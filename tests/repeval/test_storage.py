@@ -1,4 +1,7 @@
+"""Atomic writes, sealed checkpoints and file modes (repeval/storage.py)."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -56,24 +59,10 @@ def test_checkpoint_with_code_is_refused(tmp_path):
         load_checkpoint(tmp_path / "evil.pt")
 
 
-def test_commit_is_dirty_for_code_changes_not_for_results(tmp_path):
-    import shutil
-    import subprocess
-
-    from repeval.provenance import commit_of
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
-    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=tmp_path,
-                                    check=True, capture_output=True)
-    git("init", "-q")
-    (tmp_path / "results").mkdir()
-    (tmp_path / "code.py").write_text("a = 1\n")
-    (tmp_path / "results" / "r.json").write_text("{}\n")
-    git("add", "-A")
-    git("commit", "-qm", "init")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
-    assert commit_of(tmp_path) == head
-    (tmp_path / "results" / "r.json").write_text('{"new": 1}\n')
-    assert commit_of(tmp_path) == head
-    (tmp_path / "code.py").write_text("a = 2\n")
-    assert commit_of(tmp_path) == head + "+dirty"
+def test_files_are_written_with_the_umask_mode(tmp_path, tiny_run):
+    code = ("import os, sys; os.umask(0o002); from repeval.cli import main; "
+            f"sys.exit(main({tiny_run(models='random')!r}))")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=600)
+    modes = {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "results").rglob("*.json")}
+    modes |= {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "work").rglob("*.pt")}
+    assert modes == {"0o664"}

@@ -1,3 +1,5 @@
+"""Name registries (repeval/registry.py): an unknown name lists the valid ones, a duplicate names both
+definitions."""
 import pytest
 
 from repeval.cli import main
@@ -48,18 +50,3 @@ def test_cli_unknown_model_exits_nonzero_with_one_line(capsys):
     assert main(["run", "--models", "nosuch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown model 'nosuch'" in err[0] and "ae" in err[0]
-
-
-def test_cli_bad_config_key(capsys, tiny_run):
-    assert main(tiny_run("--set", "train.nosuch=1")) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "train.nosuch" in err and "epochs" in err
-    assert main(tiny_run("--set", "nosection.x=1")) == 2
-    assert "bad config section 'nosection'" in capsys.readouterr().err
-
-
-def test_list_shows_everything(capsys):
-    assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    for word in ("models:", "protocols:", "datasets:", "presets:", "ae", "mlp", "digits", "npz:DIR", "quick"):
-        assert word in out

@@ -1,9 +1,14 @@
-"""Hostile and careless inputs through the CLI: each ends with a non-zero exit, at most two lines on
-stderr and no traceback, and leaves every record already present byte-identical."""
+"""The command line (repeval/cli.py): global options on either side of the subcommand, `repeval config`,
+`repeval list`, `--log-file`, SIGTERM, and hostile or careless inputs: each ends with a non-zero exit, at
+most two lines on stderr and no traceback, and leaves every record already present byte-identical."""
 import hashlib
+import json
 import os
 import pickle
+import signal
+import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -11,9 +16,123 @@ import numpy as np
 import pytest
 import torch
 
+import repeval.cli as cli
+import repeval.storage as storage
 from repeval.cli import main
 from repeval.nets import SharedEncoder
-from repeval.registry import MODELS
+from repeval.registry import MODELS, PROTOCOLS
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+PLUGIN = """
+import torch
+from torch import nn
+from repeval import register_encoder
+
+
+class Flat(nn.Module):
+    def forward(self, x):
+        return {{"pix": nn.functional.avg_pool2d(x, 8).flatten(1)}}   # 48 numbers per image: cheap
+
+
+register_encoder("{name}", Flat)
+"""
+
+
+
+def _plugin(tmp_path, name):
+    p = tmp_path / f"{name}.py"
+    p.write_text(PLUGIN.format(name=name))
+    return str(p)
+
+
+def test_global_options_before_and_after_the_subcommand(tmp_path, capsys):
+    early, late = _plugin(tmp_path, "cli-early"), _plugin(tmp_path, "cli-late")
+    assert main(["--plugin", early, "list", "--plugin", late, "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "cli-early" in out and "cli-late" in out and {"cli-early", "cli-late"} <= set(MODELS.names())
+    args = cli._merge_globals(cli.build_parser().parse_args(
+        ["-v", "--plugin", "a.py", "--log-file", "x.log", "run", "-v", "--plugin", "b.py", "--pretrained", "m=p.pt",
+         "--backbone", "r=torchvision:resnet18", "--log-file", "y.log", "-q"]))
+    assert args.plugin == ["a.py", "b.py"] and args.pretrained == ["m=p.pt"]
+    assert args.backbone == ["r=torchvision:resnet18"] and args.verbose == 2 and args.quiet
+    assert str(args.log_file) == "y.log" and not any(k.startswith("sub_") for k in vars(args))
+
+
+def test_config_prints_every_resolved_section(capsys):
+    assert main(["config", "--preset", "quick", "--set", "mlp.epochs=7", "--set", "train.lr=0.5"]) == 0
+    out = capsys.readouterr().out
+    headers = [line[1:-1] for line in out.splitlines() if line.startswith("[")]
+    assert headers[:1 + len(PROTOCOLS)] == ["train", *PROTOCOLS.names()]
+    assert {"vae.vae", "vae.beta-vae"} <= set(headers)            # family sections, one per registration
+
+    def section(name):
+        return out.split(f"[{name}]\n")[1].split("\n[")[0]
+    assert "lr = 0.5" in section("train") and "epochs = 7" in section("mlp")
+    assert "beta = 4.0" in section("vae.beta-vae") and "beta = 1.0" in section("vae.vae")
+
+    assert main(["config", "--format", "json", "--protocols", "mlp", "--set", "mlp.epochs=7",
+                 "--set", "vae.beta=2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["preset"] == "quick" and list(data["sections"])[:2] == ["train", "mlp"] and "svm" not in data["sections"]
+    assert data["sections"]["mlp"]["epochs"] == 7 and data["sections"]["train"]["epochs"] == 1
+    assert data["sections"]["vae.beta-vae"]["beta"] == 2 == data["sections"]["vae.vae"]["beta"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["config", "--set", "mlp.nosuch=1"], "bad config key 'mlp.nosuch'"),
+    (["config", "--set", "train.epochs=many"], "train.epochs: cannot read 'many' as int"),
+    (["config", "--preset", "huge"], "unknown preset 'huge'"),
+    (["config", "--protocols", "nosuch"], "unknown protocol 'nosuch'"),
+])
+def test_config_errors_are_one_line(capsys, argv, words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("repeval: error: ") and words in err
+
+
+def test_run_quiet_with_log_file(tmp_path, tiny_run, capsys):
+    logfile = tmp_path / "run.log"
+    plugin = _plugin(tmp_path, "cli-flat")
+    assert main(tiny_run("--plugin", plugin, "--log-file", str(logfile), "--set", "mlp.epochs=1",
+                         models="cli-flat")) == 0          # tiny_run passes --quiet
+    err = capsys.readouterr().err
+    assert "[cli-flat]" not in err and "1 records written" in err
+    text = logfile.read_text()
+    lines = [line for line in text.splitlines() if "[cli-flat]" in line]
+    assert any("encoder ready" in line for line in lines) and any("mlp/pix/seed0" in line for line in lines)
+    assert main(["run", "--models", "nosuch", "--log-file", str(logfile)]) == 2
+    assert "ERROR unknown model 'nosuch'" in logfile.read_text()
+
+
+def test_list_shows_everything(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("models:", "protocols:", "datasets:", "presets:", "ae", "mlp", "digits", "npz:DIR", "quick"):
+        assert word in out
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_stale_tmp_files_are_swept(tmp_path):
+    w, r = tmp_path / "w", tmp_path / "r"
+    stale = r / "digits" / f".x.json.{storage._HOST}-999999.abc.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by a kill -9")
+    cmd = [sys.executable, "-m", "repeval", "run", "--models", "ae", "--protocols", "mlp", "--quiet",
+           "--no-table", "--workdir", str(w), "--results", str(r), "--set", "train.epochs=50",
+           "--set", "train.max_train=256", "--set", "mlp.epochs=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(w.rglob("train.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1].strip().splitlines()
+    assert proc.returncode == 143, err
+    assert len(err) == 1 and "terminated (SIGTERM)" in err[0]
+    assert not stale.exists()
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+# ------------------------------------------------------------------------- hostile and careless inputs
 
 BASE = ["--models", "ae", "--protocols", "mlp", "--set", "train.epochs=1", "--set", "train.max_train=256",
         "--set", "mlp.epochs=1"]

@@ -1,7 +1,8 @@
-"""`repeval table`: Tables 1 and 4 from fixture records (made here), beside the shipped paper numbers.
+"""`repeval table` (repeval/tables/): Tables 1 and 4 from fixture records (made here), beside the shipped
+paper numbers; Table X and the learning curves. (The paper's numbers themselves: tests/repeval/test_paper.py.)
 
-Snapshots of the Markdown and LaTeX live in tests/snapshots/; regenerate them after an intended
-change with ``REPEVAL_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_tables.py`` and review the diff.
+Snapshots of the Markdown and LaTeX live in tests/repeval/snapshots/; regenerate them after an intended
+change with ``REPEVAL_UPDATE_SNAPSHOTS=1 python -m pytest tests/repeval/test_tables.py`` and review the diff.
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from repeval import paper, tables
+from repeval import tables
 from repeval.cli import main
 from repeval.config import config_hash
 from repeval.records import Record, ResultsLayout, metrics_checksum
@@ -131,23 +133,6 @@ def check_snapshot(name: str, text: str) -> None:
     want = path.read_text(encoding="utf-8")
     diff = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), "snapshot", "now", n=1))
     assert text == want, f"{name} differs from its snapshot (regenerate: see module doc):\n{diff[:4000]}"
-
-
-# ---------------------------------------------------------------------------------------------- paper data
-
-def test_paper_numbers_load_from_package_and_map_datasets():
-    t1 = paper.paper_values(1, "cifar10")
-    assert t1[("beta-vae", "conv")] == 62.4                         # matched by model name, not "beta-VAE"
-    assert paper.paper_values(1, DS) == t1                          # the JPEG copy compares with cifar10
-    assert paper.paper_values(1, "cifar100")[("ae", "y")] == 27.44
-    assert paper.paper_values(1, "digits") == {}
-    assert ("supervised", "conv") not in t1                         # blank in the paper
-    t4 = paper.paper_values(4, "cifar10")
-    assert (t4[("dim-l-infonce", "svm_conv_mean")], t4[("dim-l-infonce", "svm_conv_std")]) == (63.25, 0.86)
-    assert t4[("vae", "msssim")] == 0.72                            # the paper's MS-SSIM column
-    assert paper.paper_values(4, "cifar100") == {}
-    assert ("dim-l-infonce", "DIM(L)") in paper.paper_rows(4, "cifar10")   # the paper's label kept beside
-    assert paper.row_order(1)[:3] == ("supervised", "vae", "ae") and paper.row_order(1)[-2:] == ("dim-lg", "random")
 
 
 # ---------------------------------------------------------------------------------------------- cells
@@ -557,3 +542,31 @@ def test_a_protocol_declared_in_a_test_gets_its_column_footnote_and_timing(tmp_p
     assert "nn1_s" in timing.columns and timing.loc["random", "other_s"] == 0 and timing.loc["random", "records"] == 1
     rec = json.loads(next((res / "digits" / "records" / "random" / "nn1").glob("*.json")).read_text())
     assert timing.loc["random", "nn1_s"] == round(rec["timing_s"]["protocol"], 1)   # the column sums the records
+
+
+def test_holm_adjustment_matches_the_step_down_rule():
+    from repeval.tables.compare import holm
+    adj = holm(np.array([0.01, 0.04, 0.03, 0.005]))
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> kept monotone at 0.06
+    assert np.allclose(adj, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_comparisons_read_gaps_against_the_seed_spread_with_holm_over_every_column(results):
+    from scipy.stats import ttest_ind
+    from repeval.tables.compare import pairwise
+    recs, _ = tables.load_records(results, DS)
+    recs += [make_record(DS, "vae", "VAE", "svm", "fc", s, v) for s, v in enumerate([43.5, 44.5, 45.5, 46.5, 47.5])]
+    df = pairwise(recs, DS)
+    # only columns where both models have >= 2 seeds: the SVM columns (the fixture's probes have one seed)
+    assert set(df["column"]) == {"svm_conv", "svm_fc", "svm_y"}, df
+    assert len(df) == 3 + 3 + 1
+    row = df[(df["column"] == "svm_conv") & (df["model_a"] == "ae") & (df["model_b"] == "dim-l-infonce")].iloc[0]
+    assert row["diff"] == pytest.approx(52 - 61.5) and row["n_b"] == 4 and bool(row["separated"])
+    assert row["p"] == pytest.approx(ttest_ind([50, 51, 52, 53, 54], [60, 61, 62, 63], equal_var=False).pvalue)
+    overlap = df[(df["column"] == "svm_fc") & (df["model_a"] == "ae") & (df["model_b"] == "vae")].iloc[0]
+    assert not bool(overlap["separated"])      # 40..44 vs 43.5..47.5: the seed ranges overlap
+    assert (df["p_holm"] >= df["p"]).all() and (df["p_holm"] <= 1).all()
+    assert df["p_holm"].min() == pytest.approx(min(1.0, len(df) * df["p"].min()))
+    assert main(["table", "--results", str(results), "--dataset", DS, "--no-plots", "--format", "csv"]) == 0
+    written = pd.read_csv(results / DS / "comparisons.csv")
+    assert len(written) == 5 and set(written["column"]) == {"svm_conv", "svm_fc", "svm_y"}

@@ -1,0 +1,57 @@
+"""Datasets (repeval/data.py): the embedded digits, and `npz:DIR` folders (labels unique per content,
+known content, missing or unreadable files)."""
+import numpy as np
+import pytest
+import torch
+
+from repeval.data import KNOWN_NPZ, DataError, Source, load_dataset
+from tests.helpers import check_dataset, npz_folder, one_line
+
+
+def test_digits_shapes_ranges_and_fixed_split():
+    a, b = load_dataset("digits"), load_dataset("digits")
+    check_dataset(a, 10)
+    assert a.x_train.shape[0] == 1437 and a.x_test.shape[0] == 360
+    assert torch.equal(a.x_test, b.x_test) and a.fingerprint == b.fingerprint
+    assert a.name == "digits" and not a.paper_comparable and len(a.content_hash) == 64
+    # stratified: every class in both splits in about the same proportion
+    assert torch.bincount(a.y_test).min() >= 30
+    big = load_dataset("digits", image_size=48)
+    assert big.name == "digits-48px" and big.image_hw == (48, 48)
+
+
+def test_npz_dataset_labels_are_unique_per_content(tmp_path):
+    a = load_dataset(f"npz:{npz_folder(tmp_path / 'one' / 'mydata')}")
+    check_dataset(a, 4)
+    assert a.name == f"mydata-{a.content_hash[:8]}" and not a.paper_comparable and a.x_train.shape[0] == 30
+    same = load_dataset(f"npz:{npz_folder(tmp_path / 'copy' / 'mydata')}")
+    other = load_dataset(f"npz:{npz_folder(tmp_path / 'two' / 'mydata', seed=2)}")
+    assert same.name == a.name and other.name != a.name
+    # a folder cannot borrow a built-in or paper label
+    for fake in ("cifar10", "digits", "cifar10-jpeg"):
+        ds = load_dataset(f"npz:{npz_folder(tmp_path / fake)}")
+        assert ds.name.startswith(f"{fake}-") and ds.name != fake and not ds.paper_comparable
+    odd = load_dataset(f"npz:{npz_folder(tmp_path / '..odd name;$x')}")
+    assert odd.name.startswith("odd_name_x-")
+
+
+def test_npz_known_content_keeps_its_label(tmp_path, monkeypatch):
+    d = npz_folder(tmp_path / "anything")
+    digest = load_dataset(f"npz:{d}").content_hash
+    monkeypatch.setitem(KNOWN_NPZ, digest, Source("cifar10-jpeg", True, "pinned", paper_comparable=True))
+    ds = load_dataset(f"npz:{d}")
+    assert ds.name == "cifar10-jpeg" and ds.paper_comparable and ds.note == "pinned"
+
+
+def test_npz_missing_or_unreadable(tmp_path):
+    with pytest.raises(DataError, match="missing"):
+        load_dataset(f"npz:{tmp_path}")
+    d = npz_folder(tmp_path / "d")
+    (d / "test.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError) as e:
+        load_dataset(f"npz:{d}")
+    assert "test.npz" in one_line(e)
+    np.savez(d / "test.npz", x=np.zeros((4, 32, 32, 3), np.uint8))    # no 'y'
+    with pytest.raises(DataError) as e:
+        load_dataset(f"npz:{d}")
+    assert "test.npz" in one_line(e)

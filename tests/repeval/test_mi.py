@@ -1,0 +1,94 @@
+"""MI and dependence estimation cores (repeval/mi.py): the copula transform, bound terms with standard
+errors, column shuffles, the stop rule. MINE and NDM themselves: tests/protocols/test_mine.py and
+tests/protocols/test_ndm.py.
+
+All data is made here, seeded; problems are small.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import ndtri
+
+from repeval.mi import (StopRule, bound_terms, copula_apply, copula_fit, fit_with_stop_rule, infonce_terms,
+                        shuffle_columns, transform_columns)
+from repeval.seeding import generator
+
+
+# ------------------------------------------------------------------------------------------- pure math
+
+def test_copula_normal_scores_on_training_rows_and_monotone_between():
+    tr = torch.tensor([[3.0, 1.0], [1.0, 1.0], [2.0, 1.0], [10.0, 1.0]])
+    s = copula_fit(tr)
+    z = copula_apply(s, tr)
+    want = torch.tensor(ndtri((np.array([2, 0, 1, 3]) + 0.5) / 4), dtype=torch.float32)
+    assert torch.allclose(z[:, 0], want, atol=1e-6) and torch.all(z[:, 1] == 0)   # constant column -> 0
+    grid = torch.linspace(-5, 20, 101)[:, None].repeat(1, 2)
+    out = copula_apply(s, grid)[:, 0]
+    assert torch.all(out[1:] >= out[:-1]) and torch.all(torch.diff(out[(grid[:, 0] > 1) & (grid[:, 0] < 10)]) > 0)
+    assert out[0] == out[1] == float(ndtri(0.5 / 4)) and out[-1] == float(ndtri(3.5 / 4))  # kept beyond the range
+
+
+def test_copula_is_unchanged_by_monotone_maps_on_training_rows():
+    g = torch.Generator().manual_seed(0)
+    tr, te = torch.randn(500, 3, generator=g), torch.randn(200, 3, generator=g)
+    f = lambda t: torch.exp(2 * t) - t ** 3 * 0   # noqa: E731  strictly increasing
+    a, b = transform_columns("copula", tr, te), transform_columns("copula", f(tr), f(te))
+    assert torch.allclose(a[0], b[0]) and (a[1] - b[1]).abs().max() < 0.05
+
+
+def test_bounds_with_standard_errors():
+    pos = torch.full((1000,), 2.0)
+    neg = torch.zeros(4, 1000)
+    v, se = bound_terms("dv", pos, neg)
+    assert v == pytest.approx(2.0) and se == pytest.approx(0.0, abs=1e-12)
+    v, _ = bound_terms("nwj", pos, neg)
+    assert v == pytest.approx(2.0 - math.exp(-1))
+    v, se = bound_terms("dv", torch.randn(1000, generator=generator(0)), torch.randn(4, 1000, generator=generator(1)))
+    assert v < 0 and 0.02 < se < 0.2            # noise critic: DV = -1/2 in expectation, error ~ 1/sqrt(N)
+    perfect = torch.eye(16) * 50.0
+    v, _ = infonce_terms([perfect, perfect])
+    assert v == pytest.approx(math.log(16), abs=1e-6)          # the ceiling log B, never above
+
+
+def test_shuffle_columns_permutes_each_column():
+    z = torch.arange(40.0).view(10, 4)
+    q = shuffle_columns(z, generator(0))
+    assert all(sorted(q[:, j].tolist()) == z[:, j].tolist() for j in range(4))
+    assert not torch.equal(q, z)
+
+
+# ------------------------------------------------------------------------------------------- stop rule
+
+def scripted_fit(values, rule):
+    """Run the stop rule with a scripted validation curve; the net's weight records the step."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    it = iter(values)
+    loss = lambda step: -net.weight.sum()    # noqa: E731  each step adds 1 to the weight
+    return fit_with_stop_rule(net, opt, loss, lambda: next(it), rule, what="test"), net
+
+
+def test_stop_rule_plateau_stops_early_and_keeps_best_state():
+    vals = [0.1, 0.5, 0.9, 0.95, 0.7, 0.6, 0.95, 0.5] + [0.0] * 100
+    res, net = scripted_fit(vals, StopRule(max_steps=1000, eval_every=10, patience=3, min_delta=0.01))
+    assert res.converged and res.steps_used == 70 and res.best_step == 40
+    assert res.best_value == 0.95
+    w0 = net.weight.item()          # the state at step 40 is back: weight = init + 40
+    res2, net2 = scripted_fit(vals, StopRule(max_steps=40, eval_every=10, patience=3))
+    assert net2.weight.item() == pytest.approx(w0)
+
+
+def test_stop_rule_rising_curve_runs_to_cap_not_converged():
+    res, _ = scripted_fit([0.01 * i for i in range(1, 100)], StopRule(max_steps=95, eval_every=10, patience=2))
+    assert not res.converged and res.steps_used == 95 and res.best_step == 95   # evaluated at the cap too
+
+
+def test_stop_rule_lr_drop_before_final_stop():
+    vals = [1.0, 0.9, 0.9, 1.2, 1.1, 1.1, 1.1] + [0.0] * 50
+    res, net = scripted_fit(vals, StopRule(max_steps=1000, eval_every=10, patience=2, lr_final=0.1))
+    assert res.converged and res.steps_used == 60 and res.best_step == 40   # 1.2 came after the drop
