@@ -9,7 +9,8 @@ Each task draws its own seeded samples (numpy) and carries its closed-form I(X; 
 - multivariate Student-t with identity dispersion and nu degrees of freedom (dims m + n):
   I = g(m) + g(n) - g(m + n), g(d) = log G(nu/2) - log G((nu+d)/2) + (nu+d)/2 (psi((nu+d)/2) - psi(nu/2));
 - invertible transforms keep I: half-cube x |x|^(1/2), normal CDF Phi(x), asinh, and the spiral
-  x -> R(v |x|^2) x (a rotation by an angle growing with the norm, invertible since |x| is kept).
+  x -> R(v |x|^2) x (a rotation by an angle growing with the norm, invertible since |x| is kept), as
+  in the benchmark: speed v = 1 / dim, x rotated in its (0, 1) plane, y in its (1, 2) plane.
 """
 from __future__ import annotations
 
@@ -83,12 +84,14 @@ def half_cube(x):
     return x * np.sqrt(np.abs(x))
 
 
-def spiral(x, speed: float = 0.5):
-    """Rotate in the (x_0, x_1) plane by speed * |x|^2 (keeps |x|, so it is invertible)."""
-    r2 = (x ** 2).sum(1)
-    c, s = np.cos(speed * r2), np.sin(speed * r2)
+def spiral(x, plane: tuple[int, int] = (0, 1)):
+    """Czyz et al.'s spiral (bmi's ``transform_spiral_task``, normalised speed): rotate in the
+    ``plane`` by speed * |x|^2 with speed = 1 / dim (keeps |x|, so it is invertible)."""
+    i, j = plane
+    angle = (x ** 2).sum(1) / x.shape[1]
+    c, s = np.cos(angle), np.sin(angle)
     out = x.copy()
-    out[:, 0], out[:, 1] = c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]
+    out[:, i], out[:, j] = c * x[:, i] - s * x[:, j], s * x[:, i] + c * x[:, j]
     return out
 
 
@@ -106,7 +109,7 @@ def tasks() -> list[Task]:
         student_task(1, 1, 1),
         student_task(5, 5, 2),
         normal_task("half-cube-sparse-5-5", sp5, 5, half_cube, half_cube),
-        normal_task("spiral-sparse-5-5", sp5, 5, spiral, spiral),
+        normal_task("spiral-sparse-5-5", sp5, 5, spiral, lambda y: spiral(y, (1, 2))),
         normal_task("normal-cdf-sparse-5-5", sp5, 5, ndtr, ndtr),
         student_task(1, 1, 1, np.arcsinh, "asinh-"),
         student_task(5, 5, 2, np.arcsinh, "asinh-"),
