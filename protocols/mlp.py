@@ -178,8 +178,9 @@ REPORT = Reporting(
     columns=tuple(ReportColumn("1", tap, tap, "accuracy", tap, paper=tap) for tap in ("conv", "fc", "y")),
     title="Non-linear classifier probe, test accuracy (%)",
     footnote="test accuracy (%) of the non-linear probe (protocol `mlp`, metric `accuracy`: accuracy after the "
-             "last epoch of a schedule run to convergence, mean over seeds; the paper averaged test accuracy over "
-             "its last 100 epochs) on frozen features at conv (last conv layer), fc (1024 units) and y (64-d code)",
+             "last epoch of its schedule, mean over seeds; converged when the same seed at half the epochs is at "
+             "most `converge_gain` points lower; the paper averaged test accuracy over its last 100 epochs) on "
+             "frozen features at conv (last conv layer), fc (1024 units) and y (64-d code)",
     curve=True)
 
 
