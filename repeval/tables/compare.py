@@ -1,8 +1,9 @@
 """Every pair of rows of a table compared against the seed spread, with the number of comparisons in
 mind: ``comparisons.csv``.
 
-For one column (a protocol's metric at a tap, records at one epoch per model: :func:`at_epoch`) and
-two models A, B with per-seed values a_1..a_n and b_1..b_m:
+For one column (a protocol's metric at a tap) and two models A, B compared at one encoder epoch (the
+last both reached, or the one asked for; an untrained row such as Random init at its epoch 0) with
+per-seed values a_1..a_n and b_1..b_m:
 
 - ``diff`` = mean(a) - mean(b); ``sd_a``, ``sd_b`` the sample standard deviations over seeds;
 - ``separated``: the seed ranges do not overlap (every seed of the higher row above every seed of the
@@ -25,7 +26,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .build import TABLES, at_epoch, cell_records, record_epoch
+from .build import TABLES, cell_records, record_epoch
 
 ALPHA = 0.05
 COMPARISON_COLUMNS = ["dataset", "table", "column", "protocol", "tap", "metric", "model_a", "model_b", "epoch_a",
@@ -56,24 +57,43 @@ def holm(p: np.ndarray) -> np.ndarray:
     return adj
 
 
+def _pair_epoch(ea: set[int], eb: set[int], epoch: int | None) -> tuple[int, int] | None:
+    """The encoder epochs at which two models are compared: ``epoch`` (default: the last epoch both
+    have) for trained rows; an untrained row (records only at epoch 0) at 0 against the other's
+    ``epoch`` or last. None when they share no such epoch."""
+    if ea == {0} or eb == {0}:
+        pick = {e: (0 if es == {0} else (epoch if epoch in es else max(es) if epoch is None else None))
+                for e, es in (("a", ea), ("b", eb))}
+        return None if None in pick.values() else (pick["a"], pick["b"])
+    common = ea & eb
+    want = epoch if epoch is not None else max(common, default=None)
+    return (want, want) if want in common else None
+
+
 def pairwise(records: list[dict], dataset: str, epoch: int | None = None) -> pd.DataFrame:
-    """One row per (column, pair of models) of ``dataset``'s Tables 1, 4 and X (module docstring)."""
+    """One row per (column, pair of models) of ``dataset``'s Tables 1, 4 and X, each pair at one
+    encoder epoch (:func:`_pair_epoch`: the last both reached, or ``epoch``), so that a model stopped
+    early in a curve run is never compared with another's later epoch (module docstring)."""
     rows = []
+    mine = [r for r in records if r.get("dataset", dataset) == dataset]
     for spec in TABLES:
-        recs = at_epoch([r for r in records if r.get("dataset", dataset) == dataset], epoch, spec.protocols)
-        models = sorted({r["model"] for r in recs})
         for col in spec.columns:
-            vals, epochs = {}, {}
-            for m in models:
-                _, ok, _ = cell_records([r for r in recs if r["model"] == m], col)
-                if len(ok) >= 2:
-                    vals[m] = np.array([float(r["metrics"][col.metric]) for r in ok])
-                    epochs[m] = record_epoch(ok[0])
-            for a, b in combinations(sorted(vals), 2):
-                va, vb = vals[a], vals[b]
+            vals: dict[tuple[str, int], np.ndarray] = {}
+            for m in sorted({r["model"] for r in mine}):
+                _, ok, _ = cell_records([r for r in mine if r["model"] == m], col)
+                for e in {record_epoch(r) for r in ok}:
+                    at = [r for r in ok if record_epoch(r) == e]
+                    if len(at) >= 2:
+                        vals[m, e] = np.array([float(r["metrics"][col.metric]) for r in at])
+            models = sorted({m for m, _ in vals})
+            for a, b in combinations(models, 2):
+                ep = _pair_epoch({e for m, e in vals if m == a}, {e for m, e in vals if m == b}, epoch)
+                if ep is None:
+                    continue
+                va, vb = vals[a, ep[0]], vals[b, ep[1]]
                 rows.append({"dataset": dataset, "table": spec.name, "column": col.key, "protocol": col.protocol,
                              "tap": col.tap or "", "metric": col.metric, "model_a": a, "model_b": b,
-                             "epoch_a": epochs[a], "epoch_b": epochs[b], "mean_a": va.mean(), "mean_b": vb.mean(),
+                             "epoch_a": ep[0], "epoch_b": ep[1], "mean_a": va.mean(), "mean_b": vb.mean(),
                              "diff": va.mean() - vb.mean(), "sd_a": va.std(ddof=1), "sd_b": vb.std(ddof=1),
                              "n_a": len(va), "n_b": len(vb),
                              "separated": bool(va.min() > vb.max() or vb.min() > va.max()),

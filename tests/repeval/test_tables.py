@@ -570,3 +570,12 @@ def test_comparisons_read_gaps_against_the_seed_spread_with_holm_over_every_colu
     assert main(["table", "--results", str(results), "--dataset", DS, "--no-plots", "--format", "csv"]) == 0
     written = pd.read_csv(results / DS / "comparisons.csv")
     assert len(written) == 5 and set(written["column"]) == {"svm_conv", "svm_fc", "svm_y"}
+
+
+def test_pairs_are_compared_at_an_epoch_both_reached():
+    from repeval.tables.compare import _pair_epoch
+    assert _pair_epoch({1, 3, 6, 10}, {1}, None) == (1, 1)        # a curve run still in progress: the last common
+    assert _pair_epoch({1, 10}, {1, 10}, 1) == (1, 1)
+    assert _pair_epoch({0}, {1, 10}, None) == (0, 10)             # the untrained floor against the last epoch
+    assert _pair_epoch({1, 10}, {0}, 1) == (1, 0)
+    assert _pair_epoch({3}, {1}, None) is None and _pair_epoch({0}, {1}, 10) is None
