@@ -1,7 +1,8 @@
 """Non-linear classifier probe on frozen features (Table 1; DIM_SPEC.md protocol 1).
 
 The paper's head (:func:`repeval.nets.probe_head`: Linear(200) -> Dropout(0.1) -> BN1d -> ReLU ->
-Linear(n_classes)), cross-entropy, trained to convergence on cached features:
+Linear(n_classes)), cross-entropy, trained on cached features for a fixed budget that is checked for
+convergence (below):
 
 - inputs standardised per column with the training split's mean and std (``standardize``; applied
   per minibatch, no standardised copy of the features);
