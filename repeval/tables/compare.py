@@ -62,9 +62,12 @@ def _pair_epoch(ea: set[int], eb: set[int], epoch: int | None) -> tuple[int, int
     have) for trained rows; an untrained row (records only at epoch 0) at 0 against the other's
     ``epoch`` or last. None when they share no such epoch."""
     if ea == {0} or eb == {0}:
-        pick = {e: (0 if es == {0} else (epoch if epoch in es else max(es) if epoch is None else None))
-                for e, es in (("a", ea), ("b", eb))}
-        return None if None in pick.values() else (pick["a"], pick["b"])
+        def pick(es: set[int]) -> int | None:
+            if es == {0}:
+                return 0
+            return max(es) if epoch is None else (epoch if epoch in es else None)
+        a, b = pick(ea), pick(eb)
+        return None if a is None or b is None else (a, b)
     common = ea & eb
     want = epoch if epoch is not None else max(common, default=None)
     return (want, want) if want in common else None
