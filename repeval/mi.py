@@ -152,16 +152,31 @@ def vector_branch(d: int, hidden: int, out_features: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, hidden), nn.ELU(), nn.Linear(hidden, out_features), nn.ELU())
 
 
-class StatisticsNetwork(nn.Module):
-    """T(x, y) = head([branch(x), y]); ``embed`` / ``score`` let one x-embedding serve many y.
+class WithFeatures(nn.Module):
+    """y -> [y, f(y)]: the input beside features of it (a skip connection by concatenation)."""
 
-    ``x_shape`` (C, H, W) gets :func:`conv_branch`, (D,) gets :func:`vector_branch`; the head is
-    ``layers`` dense layers of ``hidden`` units (ELU) and a scalar output.
+    def __init__(self, f: nn.Module):
+        super().__init__()
+        self.f = f
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.cat([y, self.f(y)], dim=1)
+
+
+class StatisticsNetwork(nn.Module):
+    """T(x, y) = head([branch(x), y_branch(y)]); ``embed`` / ``score`` let one x-embedding serve many y.
+
+    ``x_shape`` (C, H, W) gets :func:`conv_branch`, (D,) gets :func:`vector_branch`. y is
+    concatenated as it is, and with ``y_features`` > 0 also beside a :func:`vector_branch` of it to
+    ``y_features`` (:class:`WithFeatures`: a dependence linear in y keeps its short path, a map
+    mixing y's dimensions gets capacity). The head is ``layers`` dense layers of ``hidden`` units
+    (ELU) and a scalar output.
     """
 
     def __init__(self, x_shape: tuple[int, ...], y_dim: int, hidden: int = 128, layers: int = 2,
-                 x_features: int = 64, conv_channels: tuple[int, ...] = (64, 128, 256)):
+                 x_features: int = 64, conv_channels: tuple[int, ...] = (64, 128, 256), y_features: int = 0):
         super().__init__()
+        self.y_branch = WithFeatures(vector_branch(y_dim, hidden, y_features)) if y_features > 0 else nn.Identity()
         if len(x_shape) == 3:
             self.branch = conv_branch(x_shape[0], (x_shape[1], x_shape[2]), x_features, tuple(conv_channels))
         elif len(x_shape) == 1:
@@ -169,7 +184,7 @@ class StatisticsNetwork(nn.Module):
         else:
             raise ValueError(f"MINE expects x of shape (C, H, W) or (D,), got {x_shape}")
         head: list[nn.Module] = []
-        d = x_features + y_dim
+        d = x_features + y_dim + max(y_features, 0)
         for _ in range(layers):
             head += [nn.Linear(d, hidden), nn.ELU()]
             d = hidden
@@ -182,12 +197,12 @@ class StatisticsNetwork(nn.Module):
 
     def score(self, hx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Embeddings (N, x_features) and codes (N, Dy) -> scores (N,)."""
-        return self.head(torch.cat([hx, y], dim=1)).squeeze(1)
+        return self.head(torch.cat([hx, self.y_branch(y)], dim=1)).squeeze(1)
 
     def score_matrix(self, hx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """All pairs: (B, x_features), (B, Dy) -> S (B, B) with S[i, j] = T(x_i, y_j)."""
-        b = hx.shape[0]
-        return self.score(hx.repeat_interleave(b, 0), y.repeat(b, 1)).view(b, b)
+        b, hy = hx.shape[0], self.y_branch(y)
+        return self.head(torch.cat([hx.repeat_interleave(b, 0), hy.repeat(b, 1)], dim=1)).view(b, b)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.score(self.embed(x), y)
@@ -341,6 +356,11 @@ def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor
 
     1. Seeded subsets (``max_train`` / ``max_eval``); y, and x when it is a vector, get the
        per-dimension map ``cfg.transform`` fitted on the training pairs (:func:`transform_columns`).
+       The critic is a :class:`StatisticsNetwork`; when x is a vector, y gets features from a
+       branch of the same shape as x's (``x_features`` wide) beside itself: the roles of two vectors
+       are symmetric, and a map that mixes y's dimensions (Czyz et al. 2023's spiral) needs as
+       much capacity on y's side as on x's. Images keep the image critic of MINE (the code y
+       concatenated to the image branch).
     2. A seeded ``val_fraction`` of the training pairs (at most ``max_val``) is held back; T trains on
        the rest with ``cfg.estimator``'s minibatch objective (:func:`critic_loss`; negatives pair the
        batch's x with the y of an independent batch) under the stop rule (:func:`fit_with_stop_rule`:
@@ -375,7 +395,7 @@ def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor
 
     torch.manual_seed(derive_seed(seed, "mine-init"))
     net = StatisticsNetwork(tuple(x_fit.shape[1:]), y_fit.shape[1], cfg.hidden, cfg.layers, cfg.x_features,
-                            cfg.conv_channels).to(dev)
+                            cfg.conv_channels, y_features=cfg.x_features if x_fit.dim() == 2 else 0).to(dev)
     opt = fused_adam(net.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
     g_batch = generator(derive_seed(seed, "mine-batches"))
     val_perms = [torch.randperm(n_val, generator=g).to(dev) for _ in range(cfg.eval_shuffles)]

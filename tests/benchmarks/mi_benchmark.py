@@ -11,8 +11,9 @@ e.g. ``python -m venv /tmp/bmi && /tmp/bmi/bin/pip install benchmark-mi jax==0.4
 jaxlib==0.4.23 'scipy<1.13'``. Without it the published columns are skipped with a message.
 
 Prints one row per task: true MI, each estimate and |error|, seconds per call; then mean |error|,
-worst |error|, lowest estimate, total seconds and the time and error ratios ours / published, and
-the CPU's ISA flags. Timings are wall-clock seconds of one call on this machine as loaded now.
+worst |error|, lowest estimate, total and slowest seconds, the time and error ratios ours /
+published, the CPU's ISA flags, and one timed ``neural_dependency`` call on n x 64 Gaussian codes
+with known total correlation (``--ndm-dim``). Timings are wall-clock seconds of one call on this machine as loaded now.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mi_tasks import tasks  # noqa: E402
 
 from repeval.protocols.mine import estimate_mi_details  # noqa: E402
+from repeval.protocols.ndm import neural_dependency_details  # noqa: E402
 
 BMI_RUNNER = r"""
 import json, sys, time
@@ -93,6 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--bmi-python", default=None)
     p.add_argument("--published", default="mine,infonce", help="published estimators to run: mine, infonce (or none)")
+    p.add_argument("--ndm-dim", type=int, default=64, help="time one neural_dependency call at n x this (0: skip)")
     p.add_argument("--options", default="", help="estimate_mi options, e.g. 'estimator=infonce,steps=2000'")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -119,6 +122,20 @@ def main(argv=None) -> None:
         print("# " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
               flush=True)
     report(rows, ["ours"] + [c for c in ("bmi_mine", "bmi_infonce") if all(c in r for r in rows)])
+    if args.ndm_dim:
+        ndm_timing(args.n, args.ndm_dim, args.seed)
+
+
+def ndm_timing(n: int, d: int, seed: int, rho: float = 0.1) -> None:
+    """One ``neural_dependency`` call on n x d Gaussian codes, every correlation ``rho``; their total
+    correlation is -1/2 log det R (the sum of the marginal entropies minus the joint's)."""
+    cov = (1 - rho) * np.eye(d) + rho * np.ones((d, d))
+    z = np.random.default_rng(seed).multivariate_normal(np.zeros(d), cov, size=n).astype(np.float32)
+    t0 = time.perf_counter()
+    r = neural_dependency_details(z, seed=seed)
+    print(f"ndm: neural_dependency on {n} x {d} Gaussian codes (correlation {rho}, total correlation "
+          f"{-0.5 * np.linalg.slogdet(cov)[1]:.3f} nats): {r['ndm']:.3f} (se {r['ndm_stderr']:.3f}, "
+          f"converged {r['ndm_converged']:.0f}, {r['ndm_steps_used']:.0f} steps) in {time.perf_counter() - t0:.1f} s")
 
 
 def type_guess(v: str):
@@ -142,8 +159,9 @@ def report(rows: list[dict], cols: list[str]) -> None:
     print()
     for c in cols:
         low = min(r[c] for r in rows)
+        slowest = max(r[c + "_s"] for r in rows)
         print(f"{c}: mean |err| {err[c].mean():.3f}, worst |err| {err[c].max():.3f}, lowest estimate {low:.3f}, "
-              f"{secs[c]:.0f} s total, {secs[c] / len(rows):.1f} s per call")
+              f"{secs[c]:.0f} s total, {secs[c] / len(rows):.1f} s per call, slowest {slowest:.1f} s")
     print(f"ours: lowest raw held-out bound {min(r['ours_bound'] for r in rows):.3f}; "
           f"converged {sum(r['conv'] == 1 for r in rows)}/{len(rows)}")
     for c in cols[1:]:

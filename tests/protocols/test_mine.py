@@ -53,9 +53,21 @@ def test_mine_plateau_stops_early_rising_runs_to_cap():
 def test_mine_gaussian_within_15_percent():
     truth = gaussian_mi(0.5, 3)                                       # 0.4315 nats
     x, y = gaussian_pairs(6000, 3, 0.5, seed=103)
-    r = estimate_mi_details(x, y, seed=0, **SMALL)
+    r = estimate_mi_details(x, y, seed=0, folds=2, **SMALL)           # cross-fitted: every pair held out once
     assert abs(r["mi"] - truth) <= 0.15 * truth, (r, truth)
     assert r["diverged"] == 0.0 and r["converged"] == 1.0 and 0 < r["mi_stderr"] < 0.05
+
+
+def test_single_split_and_cross_fitting_agree_on_a_gaussian():
+    """folds=1 (default) holds out test_fraction of the pairs; folds=2 holds out every pair once."""
+    truth = gaussian_mi(0.5, 3)
+    x, y = gaussian_pairs(6000, 3, 0.5, seed=103)
+    one = estimate_mi_details(x, y, seed=0, **SMALL)
+    two = estimate_mi_details(x, y, seed=0, folds=2, **SMALL)
+    assert abs(one["mi"] - truth) < 0.1 and abs(two["mi"] - truth) < 0.1, (one, two, truth)
+    assert one["mi"] != two["mi"] and two["mi_stderr"] < one["mi_stderr"]      # 6,000 held-out pairs vs 1,800
+    with pytest.raises(ValueError, match="test_fraction"):
+        estimate_mi(x, y, test_fraction=1.0)
 
 
 def test_mine_student_t_heavy_tails_within_02_nats():

@@ -1,5 +1,5 @@
 """MI and dependence estimation cores (repeval/mi.py): the copula transform, bound terms with standard
-errors, column shuffles, the stop rule. MINE and NDM themselves: tests/protocols/test_mine.py and
+errors, column shuffles, the stop rule, the statistics network's all-pairs scores. MINE and NDM themselves: tests/protocols/test_mine.py and
 tests/protocols/test_ndm.py.
 
 All data is made here, seeded; problems are small.
@@ -13,8 +13,8 @@ import pytest
 import torch
 from scipy.special import ndtri
 
-from repeval.mi import (StopRule, bound_terms, copula_apply, copula_fit, fit_with_stop_rule, infonce_terms,
-                        shuffle_columns, transform_columns)
+from repeval.mi import (StatisticsNetwork, StopRule, bound_terms, copula_apply, copula_fit, fit_with_stop_rule,
+                        infonce_terms, shuffle_columns, transform_columns)
 from repeval.seeding import generator
 
 
@@ -92,3 +92,17 @@ def test_stop_rule_lr_drop_before_final_stop():
     vals = [1.0, 0.9, 0.9, 1.2, 1.1, 1.1, 1.1] + [0.0] * 50
     res, net = scripted_fit(vals, StopRule(max_steps=1000, eval_every=10, patience=2, lr_final=0.1))
     assert res.converged and res.steps_used == 60 and res.best_step == 40   # 1.2 came after the drop
+
+
+@pytest.mark.parametrize("y_features", [0, 8])
+def test_statistics_network_score_matrix_is_every_pair(y_features):
+    """S[i, j] = T(x_i, y_j), with y concatenated as is or through its own branch."""
+    torch.manual_seed(0)
+    net = StatisticsNetwork((3,), 4, hidden=16, x_features=8, y_features=y_features)
+    x, y = torch.randn(5, 3), torch.randn(5, 4)
+    s = net.score_matrix(net.embed(x), y)
+    for i in range(5):
+        for j in range(5):
+            assert torch.allclose(s[i, j], net(x[i:i + 1], y[j:j + 1])[0], atol=1e-6)
+    n_y = sum(p.numel() for p in net.y_branch.parameters())
+    assert (n_y > 0) == (y_features > 0)
