@@ -99,8 +99,9 @@ def reported(r: dict[str, float]) -> dict[str, float]:
 ARRAY_DEFAULTS = {"hidden": 64, "lr": 5e-3, "batch_size": 512, "patience": 6, "eval_shuffles": 4}
 """Where the array API's defaults differ from :class:`MINEConfig`'s (which the image protocol keeps):
 a narrower critic with a larger batch and step size, more patience and fewer validation shuffles.
-Chosen with ``tests/benchmarks/mi_benchmark.py`` (Czyz et al. 2023's families at 10,000 pairs) for
-one call in well under 10 s on 2 CPU cores at no loss of accuracy there."""
+Chosen with ``tests/benchmarks/mi_benchmark.py`` (Czyz et al. 2023's families at 10,000 pairs): the
+slowest call under 10 s on 2 CPU cores, at a mean error of 0.060 nats there (a slower setting, lr
+3e-3, patience 8, 8 shuffles: 0.051 nats, slowest call 13 s)."""
 
 
 @contextmanager
@@ -128,7 +129,7 @@ def estimate_mi_details(x, y, seed: int = 0, *, folds: int = 1, test_fraction: f
     only when every fold stopped by patience; ``still_increasing`` = 1 - ``converged``;
     ``diverged`` is the maximum over folds. ``options`` are :class:`MINEConfig` fields over
     :data:`ARRAY_DEFAULTS`. ``threads``: intra-op CPU threads while fitting (default 1: the critic's
-    small matrix products run faster on one thread than split over two, 9.4 vs 11.2 s for the
+    small matrix products run faster on one thread than split over two, 9.4-9.8 vs 11.2 s for the
     slowest benchmark task; the numbers are the same; None keeps torch's setting).
     """
     x, y = as_tensor(x), as_tensor(y)
