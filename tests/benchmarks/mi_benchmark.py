@@ -13,7 +13,8 @@ jaxlib==0.4.23 'scipy<1.13'``. Without it the published columns are skipped with
 Prints one row per task: true MI, each estimate and |error|, seconds per call; then mean |error|,
 worst |error|, lowest estimate, total and slowest seconds, the time and error ratios ours /
 published, the CPU's ISA flags, and one timed ``neural_dependency`` call on n x 64 Gaussian codes
-with known total correlation (``--ndm-dim``). Timings are wall-clock seconds of one call on this machine as loaded now.
+with known total correlation (``--ndm-dim``). Timings are wall-clock seconds of one call on this
+machine as loaded now.
 """
 from __future__ import annotations
 
