@@ -67,14 +67,17 @@ def plot_table(df: pd.DataFrame, spec, path: Path, title: str) -> Path:
 def plot_curves(curves: pd.DataFrame, path: Path, title: str, floor_model: str = "random") -> Path:
     """One panel per (protocol, metric) row and tap column of ``curves``
     (:func:`repeval.tables.curves.curve_table`): mean against epoch per model, mean ± std as a band
-    where there are several seeds, ``floor_model`` as a dashed horizontal line (± std band)."""
+    where there are several seeds, ``floor_model`` as a dashed horizontal line (± std band). Every
+    panel shares one epoch axis, ticked at the evaluated epochs, so a protocol run only at the last
+    epoch sits where it belongs on the curve."""
     series = list(dict.fromkeys(zip(curves["protocol"], curves["metric"])))
     taps = list(dict.fromkeys(curves["tap"]))
     models = [m for m in dict.fromkeys(curves["model"]) if m != floor_model]
     names = dict(zip(curves["model"], curves["display"]))
     colors = {m: plt.get_cmap("tab20" if len(models) > 10 else "tab10")(i % 20) for i, m in enumerate(models)}
     fig, axes = plt.subplots(len(series), len(taps), figsize=(4.2 * len(taps), 3.2 * len(series) + 0.8),
-                             squeeze=False)
+                             squeeze=False, sharex=True)
+    epochs = sorted(curves.loc[curves["model"] != floor_model, "epoch"].dropna().unique())
     for (proto, metric), row in zip(series, axes):
         for tap, ax in zip(taps, row):
             g = curves[(curves["protocol"] == proto) & (curves["metric"] == metric) & (curves["tap"] == tap)]
@@ -98,8 +101,12 @@ def plot_curves(curves: pd.DataFrame, path: Path, title: str, floor_model: str =
                 if band.any():
                     ax.fill_between(c["epoch"][band], (c["mean"] - c["std"])[band], (c["mean"] + c["std"])[band],
                                     color=colors[m], alpha=0.2, linewidth=0)
-            ax.set_xlabel("encoder training epoch", fontsize=8)
             ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("encoder training epoch", fontsize=8)
+        ax.tick_params(axis="x", labelbottom=True)
+    if epochs:
+        axes[0][0].set_xticks(epochs)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     handles = [Line2D([], [], color=colors[m], marker="o", markersize=3, label=names[m]) for m in models]
