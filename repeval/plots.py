@@ -104,7 +104,6 @@ def plot_curves(curves: pd.DataFrame, path: Path, title: str, floor_model: str =
             ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("encoder training epoch", fontsize=8)
-        ax.tick_params(axis="x", labelbottom=True)
     if epochs:
         axes[0][0].set_xticks(epochs)
     fig.suptitle(title, fontsize=11)
