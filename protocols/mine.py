@@ -36,14 +36,13 @@ MINE's estimates on images are critic-dependent, relative scores (DIM_SPEC.md), 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from repeval.config import make_config
-from repeval.mi import ESTIMATORS, TRANSFORMS, as_tensor, mine_fit_evaluate
+from repeval.mi import ESTIMATORS, TRANSFORMS, as_tensor, cpu_threads, mine_fit_evaluate
 from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol
 from repeval.seeding import derive_seed, generator
 
@@ -102,18 +101,6 @@ a narrower critic with a larger batch and step size, more patience and fewer val
 Chosen with ``tests/benchmarks/mi_benchmark.py`` (Czyz et al. 2023's families at 10,000 pairs): the
 slowest call under 10 s on 2 CPU cores, at a mean error of 0.060 nats there (a slower setting, lr
 3e-3, patience 8, 8 shuffles: 0.051 nats, slowest call 13 s)."""
-
-
-@contextmanager
-def cpu_threads(n: int | None):
-    """Run the block with ``n`` intra-op CPU threads (None: unchanged), then restore the setting."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def estimate_mi_details(x, y, seed: int = 0, *, folds: int = 1, test_fraction: float = 0.3, device: str = "cpu",

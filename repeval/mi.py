@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,6 +33,19 @@ from .nets import mlp
 from .protocol import ProtocolFailure, zscore
 from .seeding import derive_seed, generator
 from .train import fused_adam
+
+
+@contextmanager
+def cpu_threads(n: int | None):
+    """Run the block with ``n`` intra-op CPU threads (None: unchanged), then restore the setting."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
 
 ESTIMATORS = ("dv", "infonce", "nwj")
 TRANSFORMS = ("copula", "zscore", "none")

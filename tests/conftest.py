@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import repeval
+from repeval.mi import cpu_threads
 from repeval.progress import setup_logging
 from tests.helpers import blob_task
 
@@ -29,10 +30,8 @@ def tiny_run(tmp_path):
 def one_thread():
     """One torch thread for a module (small problems run faster that way on a shared machine);
     the thread count is restored afterwards. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture
