@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz:DIR (default: the preset's)")
     r.add_argument("--preset", default="quick", help="budget preset (default: quick)")
     r.add_argument("--seeds", type=int, help="seeds per protocol (default: each protocol's: mlp 3, svm 5, others 1)")
+    r.add_argument("--train-seeds", metavar="T[,T...]",
+                   help="train one encoder per training seed (e.g. 0,1,2; default: train.seed); "
+                        "records of seed T != 0 are stored as <tap>-trainT-seed<S>-epoch<E>.json")
     r.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     r.add_argument("--workdir", default=".repeval", type=Path, help="checkpoints and feature cache")
     r.add_argument("--results", default="results", type=Path, help="where result records go")
@@ -221,6 +224,16 @@ def cmd_config(args) -> int:
     return 0
 
 
+def _int_list(text: str | None, flag: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2); a one-line ConfigError naming ``flag`` otherwise."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} expects comma-separated integers, got {text!r}") from None
+
+
 def cmd_run(args) -> int:
     from .runner import run
 
@@ -232,7 +245,8 @@ def cmd_run(args) -> int:
         PROTOCOLS.get(q)
     opts = _run_options(args, protocols, models, seeds=args.seeds, device=args.device, workdir=args.workdir,
                         results=args.results, quiet=args.quiet, force=args.force,
-                        rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run, train_only=args.train_only)
+                        rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run, train_only=args.train_only,
+                        train_seeds=_int_list(args.train_seeds, "--train-seeds"))
     resolved_sections(opts)  # bad keys, values, seeds and devices fail before the dataset is even loaded
     if args.executor != "inline" or args.jobs is not None or args.devices is not None:
         from .launch import launch

@@ -60,12 +60,15 @@ _add(Preset(
     "npz:../shared/data/cifar10-jpeg",
     {"train": {"epochs": 1, "precision": "fp32"}, "dim": {"critic_units": 1024}, **CIFAR_PROTOCOLS}))
 
-CURVE_MODELS = ("random", "ae", "vae", "bigan", "dim-g", "dim-l-infonce", "dim-l-jsd")
+# Every row of the paper's Tables 1 and 4 (the whole zoo; `repeval run --preset curve` without --models).
+CURVE_MODELS = ("random", "ae", "vae", "beta-vae", "aae", "bigan", "nat", "dim-g", "dim-l-dv", "dim-l-jsd",
+                "dim-l-infonce", "dim-lg", "supervised")
 
 _add(Preset(
-    "curve", "cifar10-size learning curves: the paper's key rows trained 10 epochs on 2 CPU cores "
+    "curve", "cifar10-size learning curves: every paper row trained 10 epochs on 2 CPU cores "
     "(fp32, 1024-unit critics), the probes at epochs 1, 3, 6 and 10, every protocol at 10; several "
-    "stretches of background compute, resumable (models: " + ", ".join(CURVE_MODELS) + ")",
+    "stretches of background compute, resumable (models: " + ", ".join(CURVE_MODELS) + "; extra training "
+    "seeds: --train-seeds 1,2 --set train.eval_epochs=10)",
     "npz:../shared/data/cifar10-jpeg",
     {"train": {"epochs": 10, "eval_epochs": (1, 3, 6, 10), "precision": "fp32"}, "dim": {"critic_units": 1024},
      **CIFAR_PROTOCOLS}))

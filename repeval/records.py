@@ -60,6 +60,7 @@ class Record:
     history: list = field(default_factory=list)   # per-epoch mean training losses up to ``epoch``
     timing_s: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    spectrum: dict = field(default_factory=dict)  # the tap's test features (repeval.spectrum); diagnostic, not identity
     created: str = ""
     schema: int = SCHEMA
 
@@ -88,7 +89,7 @@ class Record:
         types = {"model": str, "display": str, "dataset": str, "protocol": str, "tap": str, "seed": int,
                  "epoch": int, "success": bool, "metrics": dict, "config": dict, "config_hash": str,
                  "encoder_hash": str, "dataset_note": str, "paper_comparable": bool, "preset": str, "history": list, "timing_s": dict,
-                 "provenance": dict, "created": str}
+                 "provenance": dict, "spectrum": dict, "created": str}
         for k, t in types.items():
             v = kw.get(k)
             if k in kw and (not isinstance(v, t) or (t is int and isinstance(v, bool))):
@@ -112,6 +113,15 @@ class Record:
         return cls.from_json(obj, path)
 
 
+def train_seed(config: dict) -> int:
+    """The training seed of the encoder in a record's identity ``config``: ``encoder.train.seed`` for
+    a trained family, ``encoder.seed`` for a seeded initialisation (the random-init floor), 0 for a
+    loaded encoder."""
+    enc = config.get("encoder") or {}
+    seed = (enc.get("train") or {}).get("seed", enc.get("seed", 0))
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
 @dataclass(frozen=True)
 class ResultsLayout:
     """Every path under ``results/<dataset>/``."""
@@ -127,8 +137,11 @@ class ResultsLayout:
     def records_dir(self) -> Path:
         return self.root / "records"
 
-    def record(self, model: str, protocol: str, tap: str, seed: int, epoch: int) -> Path:
-        return self.records_dir / model / protocol / f"{tap}-seed{seed}-epoch{epoch}.json"
+    def record(self, model: str, protocol: str, tap: str, seed: int, epoch: int, train_seed: int = 0) -> Path:
+        """A record's file: ``<model>/<protocol>/<tap>[-train<T>]-seed<S>-epoch<E>.json``; the encoder's
+        training seed T is in the name when it is not 0 (so two trained encoders of one model coexist)."""
+        train = f"-train{train_seed}" if train_seed else ""
+        return self.records_dir / model / protocol / f"{tap}{train}-seed{seed}-epoch{epoch}.json"
 
     def artifact_stem(self, protocol: str, model: str, seed: int, epoch: int | None = None) -> Path:
         """Where a protocol may write figures (e.g. ``recon/<model>.png``): seed 0 of the run's last

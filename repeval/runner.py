@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,9 +34,10 @@ from .presets import Preset
 from .progress import Progress, log
 from .protocol import ProtocolInput, ProtocolSpec, Split, code_tap
 from .provenance import provenance
-from .records import SCHEMA, Record, RecordError, ResultsLayout
+from .records import SCHEMA, Record, RecordError, ResultsLayout, train_seed
 from .registry import MODELS, PROTOCOLS
 from .seeding import derive_seed, generator, seed_everything
+from .spectrum import spectrum
 from .storage import CheckpointError, state_dict_hash, sweep_stale_tmp
 from .train import DivergenceError, Family, load_snapshot, train
 from .zoo import ModelSpec, encoder_identity, family_sections
@@ -57,6 +58,7 @@ class RunOptions:
     rerun: tuple[str, ...] = ()                     # "MODEL" (retrain + re-evaluate) or "MODEL/PROTOCOL"
     dry_run: bool = False                           # print the plan, compute nothing
     train_only: bool = False                        # train (and keep every evaluation epoch), evaluate nothing
+    train_seeds: tuple[int, ...] = ()               # one encoder per training seed (default: train.seed)
     on_epoch: Callable | None = None                # (model, epoch, mean losses) after training, e.g. TensorBoardLog
 
 
@@ -125,6 +127,8 @@ def resolve_configs(opts: RunOptions) -> Resolved:
         MODELS.get(m).family_config(families)
     if opts.seeds is not None and opts.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {opts.seeds}")
+    if any(t < 0 for t in opts.train_seeds) or len(set(opts.train_seeds)) != len(opts.train_seeds):
+        raise ConfigError(f"--train-seeds must be distinct integers >= 0, got {list(opts.train_seeds)}")
     _check_device(opts.device)
     for item in opts.rerun:
         model, _, proto = item.partition("/")
@@ -171,7 +175,7 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
         check_writable(layout.root, Path(opts.workdir))
         sweep_stale_tmp(layout.root, Path(opts.workdir))
     prog = Progress(quiet=opts.quiet)
-    for name in opts.models:
+    for name, cfg in ((n, c) for n in opts.models for c in _per_train_seed(cfg, opts.train_seeds)):
         try:
             lock = nullcontext() if opts.dry_run else model_lock(
                 model_lock_path(opts.workdir, ds.name, name),
@@ -192,6 +196,11 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
             log(f"error: {msg}; continuing with the next model")
             summary.failures.append(msg)
     return summary
+
+
+def _per_train_seed(cfg: Resolved, seeds: tuple[int, ...]) -> list[Resolved]:
+    """The run's configuration once per requested training seed (``train.seed`` when none)."""
+    return [replace(cfg, train=replace(cfg.train, seed=t)) for t in seeds] or [cfg]
 
 
 def _wants(opts: RunOptions, model: str, protocol: str | None = None) -> bool:
@@ -225,7 +234,7 @@ def plan_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
                               "data_fingerprint": ds.fingerprint, "encoder": identity, "epoch": epoch,
                               "protocol": pname, "protocol_version": pspec.version,
                               "protocol_config": to_dict(pcfg), "tap": tap, "seed": seed}
-                    path = layout.record(name, pname, tap, seed, epoch)
+                    path = layout.record(name, pname, tap, seed, epoch, train_seed(config))
                     if not _wants(opts, name, pname) and _is_done(path, config_hash(config), summary):
                         present += 1
                         continue
@@ -334,6 +343,7 @@ def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, 
                 return extract(encoder, x, name=name, device=device, progress=lambda n: bar.update(n - bar.n))
         feats[split], hit = cached_features(Path(opts.workdir) / "features", key, compute, refresh=refresh)
         hits.append(hit)
+    feats["spectrum"] = {tap: spectrum(f) for tap, f in feats["test"].items()}
     return feats, all(hits)
 
 
@@ -372,7 +382,8 @@ def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, history: list[dict
                         paper_comparable=bool(getattr(ds, "paper_comparable", False)),
                         preset=opts.preset.name, history=history,
                         timing_s={"protocol": round(time.time() - t1, 6), **timing},
-                        provenance=prov, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                        provenance=prov, spectrum=feats["spectrum"][task.tap],
+                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         record.write(task.path)
         if ok:
             log(f"[{plan.name}] {pspec.name}/{task.tap}/seed{task.seed}/epoch{task.epoch}: "

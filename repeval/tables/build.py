@@ -13,7 +13,7 @@ import pandas as pd
 from .. import paper
 from ..protocol import REPORT_TABLES, ReportColumn
 from ..registry import MODELS, PROTOCOLS
-from ..records import ResultsLayout
+from ..records import ResultsLayout, train_seed
 
 
 EM_DASH = "—"
@@ -35,6 +35,7 @@ class TableSpec:
     paper: int | None = None
     notes: tuple[str, ...] = ()
     paper_note: str = ""
+    row_notes: tuple[tuple[str, str], ...] = ()   # (model, footnote shown when that row is in the table)
 
     @property
     def name(self) -> str:
@@ -64,7 +65,10 @@ class TableSpec:
         return next(c for c in self.columns if c.key == key)
 
 
-TABLE1 = TableSpec("1", paper=1)
+TABLE1 = TableSpec("1", paper=1, row_notes=(("supervised", (
+    "Fully supervised: the paper's number is the supervised classifier's own test accuracy (its fc column); "
+    "ours is the probe of this table trained on the frozen features of the encoder trained with labels "
+    "(Hjelm et al. 2019, Sec. 4.2), like every other row."),),))
 TABLE4 = TableSpec("4", paper=4, paper_note=" Paper SVM std: over five runs.", notes=(
     "The paper's Table 4 row \"DIM(L)\" does not name its estimator: we compare it with our DIM(L) (infoNCE), "
     "the paper's default estimator.",))
@@ -73,8 +77,10 @@ TABLES = (TABLE1, TABLE4, TABLEX)
 SPECS = {t.id: t for t in TABLES}
 assert tuple(SPECS) == REPORT_TABLES
 CSV_COLUMNS = ["dataset", "paper_dataset", "table", "row", "display", "model", "column", "column_label",
-               "protocol", "tap", "metric", "mean", "std", "n", "seeds", "n_failed", "paper", "paper_std",
-               "delta", "floor", "delta_floor", "epoch", "not_converged", "degenerate"]
+               "protocol", "tap", "metric", "mean", "std", "n", "seeds", "encoders", "train_seeds", "spread",
+               "n_failed", "paper", "paper_std", "delta", "floor", "delta_floor", "epoch", "not_converged",
+               "degenerate"]
+SPREAD_TRAIN, SPREAD_PROBE = "training seeds", "probe seeds"
 FLOOR_MODEL = "random"   # the seeded, untrained shared encoder: the floor every learned row must clear
 
 
@@ -157,6 +163,30 @@ def cell_records(records, col: ReportColumn) -> tuple[list[dict], list[dict], li
     return sel, ok, failed
 
 
+def per_encoder(ok: list[dict], metric: str) -> dict[int, np.ndarray]:
+    """A cell's values grouped by the encoder that made them: training seed -> values over its probe
+    seeds (:func:`repeval.records.train_seed`), in training-seed order."""
+    groups: dict[int, list[float]] = defaultdict(list)
+    for r in ok:
+        groups[train_seed(r["config"])].append(float(r["metrics"][metric]))
+    return {t: np.array(groups[t]) for t in sorted(groups)}
+
+
+def cell_stats(ok: list[dict], metric: str) -> tuple[float, float, str]:
+    """(mean, std, spread) of a cell: the mean over encoders of each encoder's mean over probe seeds;
+    the sample std over those encoder means when there are >= 2 trained encoders (``spread`` =
+    training seeds), else over the one encoder's probe seeds (probe seeds; NaN for one value)."""
+    groups = per_encoder(ok, metric)
+    if not groups:
+        return math.nan, math.nan, ""
+    means = np.array([v.mean() for v in groups.values()])
+    if len(means) >= 2:
+        return float(means.mean()), float(means.std(ddof=1)), SPREAD_TRAIN
+    vals = next(iter(groups.values()))
+    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else math.nan, (
+        SPREAD_PROBE if len(vals) > 1 else "")
+
+
 def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 models: list[str] | None = None, epoch: int | None = None) -> pd.DataFrame:
     """One row per cell of ``spec`` for ``dataset``: ours (mean, sample std, n) beside the paper.
@@ -167,7 +197,7 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     matched to the paper by its model name (column ``name`` of the paper's CSV). Columns with neither
     a record nor a paper number are dropped. Missing numbers are NaN (rendered as an em dash).
     ``not_converged`` / ``degenerate``: some successful record of the cell says ``converged: false`` /
-    ``degenerate: true``."""
+    ``degenerate: true``. Several trained encoders of one model (training seeds): :func:`cell_stats`."""
     by_model: dict[str, list[dict]] = defaultdict(list)
     for r in at_epoch([r for r in records if r.get("dataset", dataset) == dataset], epoch, spec.protocols):
         if models is None or r["model"] in models:
@@ -185,10 +215,10 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     for i, (label, model, disp) in enumerate(rows):
         for col in spec.columns:
             sel, ok, failed = cell_records(by_model.get(model, ()), col)
-            vals = np.array([float(r["metrics"][col.metric]) for r in ok])
+            mean, std, spread = cell_stats(ok, col.metric)
+            trained = sorted({train_seed(r["config"]) for r in ok})
             p = pv.get((model, col.paper)) if col.paper else None
             ps = pv.get((model, col.paper_std)) if col.paper_std else None
-            mean = float(vals.mean()) if len(vals) else math.nan
             taps = sorted({r.get("tap", "") for r in sel})
             epochs = sorted({record_epoch(r) for r in ok})
             out.append({
@@ -196,12 +226,13 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 "table": spec.name, "row": i, "display": label, "model": model,
                 "column": col.key, "column_label": col.label, "protocol": col.protocol,
                 "tap": col.tap or ",".join(taps), "metric": col.metric,
-                "mean": mean, "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
-                "n": len(vals), "seeds": " ".join(str(s) for s in sorted(r.get("seed", 0) for r in ok)),
+                "mean": mean, "std": std,
+                "n": len(ok), "seeds": " ".join(str(s) for s in sorted(r.get("seed", 0) for r in ok)),
+                "encoders": len(trained), "train_seeds": " ".join(map(str, trained)), "spread": spread,
                 "n_failed": len(failed), "_records": len(sel), "_disp": disp, "_fmt": col.fmt,
                 "paper": p if p is not None else math.nan,
                 "paper_std": ps if ps is not None else math.nan,
-                "delta": mean - p if p is not None and len(vals) else math.nan,
+                "delta": mean - p if p is not None and ok else math.nan,
                 "epoch": " ".join(map(str, epochs)),
                 "not_converged": any(record_flag(r, "converged") is False for r in ok),
                 "degenerate": any(record_flag(r, "degenerate") is True for r in ok)})

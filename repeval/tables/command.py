@@ -14,6 +14,7 @@ from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_da
 from .compare import format_comparisons, pairwise
 from .curves import curve_table
 from .render import footnotes, render_csv, render_latex, render_markdown, table_title
+from .spectrum import format_collapsed, render_spectrum, spectrum_table
 
 # ---------------------------------------------------------------------------------------------- command
 
@@ -56,6 +57,20 @@ def _curves(recs: list[dict], ds: str, out: Path, formats: list[str], plots: boo
         from ..plots import plot_curves
         written.append(plot_curves(curves, out / "learning_curve.png",
                                    f"Learning curves, {paper.dataset_title(ds)}: accuracy against encoder epoch"))
+
+
+def _spectrum(recs: list[dict], ds: str, out: Path, formats: list[str], written: list[Path],
+              epoch: int | None) -> None:
+    df = spectrum_table(recs, ds, epoch)
+    if df.empty:
+        print(f"{ds}: no record carries a feature spectrum (older records): spectrum skipped")
+        return
+    if "md" in formats:
+        _write(out / "spectrum.md", render_spectrum(df), written)
+    if "csv" in formats:
+        _write(out / "spectrum.csv", df.to_csv(index=False, float_format="%.6g", lineterminator="\n"), written)
+    for line in format_collapsed(df):
+        print(f"\n{line}")
 
 
 def cmd_table(args) -> int:
@@ -108,6 +123,7 @@ def cmd_table(args) -> int:
             _write(out / "timing.csv", timing_table(recs).to_csv(index=False, float_format="%.1f",
                                                                  lineterminator="\n"), written)
         ranks += ds_ranks
+        _spectrum(recs, ds, out, formats, written, epoch)
         _curves(recs, ds, out, formats, plots, written)
         comparisons = pairwise(recs, ds, epoch)
         if "csv" in formats and not comparisons.empty:

@@ -13,10 +13,19 @@ per-seed values a_1..a_n and b_1..b_m:
   pairs), so a reader does not have to correct for the number of columns tested; ``significant`` =
   ``p_holm`` < ``ALPHA``.
 
-Only columns whose protocol has at least two seeds per model enter. The spread is the protocol's
-(probe or SVM initialisation, dropout, minibatch order) on one trained encoder per model: the
-variance of encoder training itself is not in it, so a significant gap says the protocol separates
-these two trained encoders, not that the methods differ on every training run.
+Which spread (column ``spread``):
+
+- ``training seeds``: both rows have >= 2 trained encoders (training seeds); each encoder is the
+  mean over its probe seeds and Welch's test runs on those per-encoder means, so a significant gap
+  says the *methods* differ beyond the variance of training them;
+- ``training seeds (A)``: only row A (named) has >= 2 encoders; B's one encoder is read as one more draw
+  from A's training-seed spread: t = (mean_A - b) / (s_A sqrt(1 + 1/k_A)), k_A - 1 degrees of
+  freedom (the prediction interval of one new observation);
+- ``probe seeds``: one encoder per row; the values are the protocol's seeds (probe or SVM
+  initialisation, dropout, minibatch order), so a significant gap says the protocol separates these
+  two trained *checkpoints*, not that the methods differ on every training run.
+
+Only columns whose protocol has at least two values per row (seeds or encoders) enter.
 """
 from __future__ import annotations
 
@@ -26,12 +35,12 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .build import TABLES, cell_records, record_epoch
+from .build import SPREAD_PROBE, SPREAD_TRAIN, TABLES, cell_records, per_encoder, record_epoch
 
 ALPHA = 0.05
 COMPARISON_COLUMNS = ["dataset", "table", "column", "protocol", "tap", "metric", "model_a", "model_b", "epoch_a",
-                      "epoch_b", "mean_a", "mean_b", "diff", "sd_a", "sd_b", "n_a", "n_b", "separated", "p",
-                      "p_holm", "significant"]
+                      "epoch_b", "mean_a", "mean_b", "diff", "sd_a", "sd_b", "n_a", "n_b", "spread", "separated",
+                      "p", "p_holm", "significant"]
 
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,6 +52,38 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float:
     with warnings.catch_warnings():   # one constant sample: scipy warns about its zero variance, the test holds
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def prediction_p(a: np.ndarray, b: float) -> float:
+    """Two-sided p-value that ``b`` is one more draw from the population of ``a`` (k >= 2 values):
+    t = (mean(a) - b) / (sd(a) sqrt(1 + 1/k)) on k - 1 degrees of freedom."""
+    from scipy.stats import t as student_t
+    k, sd = len(a), a.std(ddof=1)
+    if sd == 0:
+        return 1.0 if a.mean() == b else 0.0
+    return float(2 * student_t.sf(abs(a.mean() - b) / (sd * np.sqrt(1 + 1 / k)), k - 1))
+
+
+def _test(ga: dict[int, np.ndarray], gb: dict[int, np.ndarray], a: str, b: str) -> dict | None:
+    """Compare two cells given per encoder (training seed -> values over probe seeds); see the module
+    docstring for the three cases. None when a side has fewer than two values."""
+    ma = np.array([v.mean() for v in ga.values()])
+    mb = np.array([v.mean() for v in gb.values()])
+    if len(ma) >= 2 and len(mb) >= 2:
+        va, vb, spread, p = ma, mb, SPREAD_TRAIN, welch_p(ma, mb)
+    elif len(ma) >= 2 or len(mb) >= 2:
+        many, one = (ma, mb) if len(ma) >= 2 else (mb, ma)
+        va, vb = ma, mb
+        spread, p = f"{SPREAD_TRAIN} ({a if len(ma) >= 2 else b})", prediction_p(many, float(one[0]))
+    else:
+        va, vb = next(iter(ga.values())), next(iter(gb.values()))
+        if len(va) < 2 or len(vb) < 2:
+            return None
+        spread, p = SPREAD_PROBE, welch_p(va, vb)
+    sd = lambda v: float(v.std(ddof=1)) if len(v) > 1 else float("nan")  # noqa: E731
+    return {"mean_a": va.mean(), "mean_b": vb.mean(), "diff": va.mean() - vb.mean(), "sd_a": sd(va), "sd_b": sd(vb),
+            "n_a": len(va), "n_b": len(vb), "spread": spread,
+            "separated": bool(va.min() > vb.max() or vb.min() > va.max()), "p": p}
 
 
 def holm(p: np.ndarray) -> np.ndarray:
@@ -81,26 +122,24 @@ def pairwise(records: list[dict], dataset: str, epoch: int | None = None) -> pd.
     mine = [r for r in records if r.get("dataset", dataset) == dataset]
     for spec in TABLES:
         for col in spec.columns:
-            vals: dict[tuple[str, int], np.ndarray] = {}
+            vals: dict[tuple[str, int], dict[int, np.ndarray]] = {}
             for m in sorted({r["model"] for r in mine}):
                 _, ok, _ = cell_records([r for r in mine if r["model"] == m], col)
                 for e in {record_epoch(r) for r in ok}:
-                    at = [r for r in ok if record_epoch(r) == e]
-                    if len(at) >= 2:
-                        vals[m, e] = np.array([float(r["metrics"][col.metric]) for r in at])
+                    groups = per_encoder([r for r in ok if record_epoch(r) == e], col.metric)
+                    if len(groups) >= 2 or len(next(iter(groups.values()))) >= 2:
+                        vals[m, e] = groups
             models = sorted({m for m, _ in vals})
             for a, b in combinations(models, 2):
                 ep = _pair_epoch({e for m, e in vals if m == a}, {e for m, e in vals if m == b}, epoch)
                 if ep is None:
                     continue
-                va, vb = vals[a, ep[0]], vals[b, ep[1]]
+                test = _test(vals[a, ep[0]], vals[b, ep[1]], a, b)
+                if test is None:
+                    continue
                 rows.append({"dataset": dataset, "table": spec.name, "column": col.key, "protocol": col.protocol,
                              "tap": col.tap or "", "metric": col.metric, "model_a": a, "model_b": b,
-                             "epoch_a": ep[0], "epoch_b": ep[1], "mean_a": va.mean(), "mean_b": vb.mean(),
-                             "diff": va.mean() - vb.mean(), "sd_a": va.std(ddof=1), "sd_b": vb.std(ddof=1),
-                             "n_a": len(va), "n_b": len(vb),
-                             "separated": bool(va.min() > vb.max() or vb.min() > va.max()),
-                             "p": welch_p(va, vb)})
+                             "epoch_a": ep[0], "epoch_b": ep[1], **test})
     df = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     if not df.empty:
         df["p_holm"] = holm(df["p"].to_numpy(dtype=float))
@@ -112,6 +151,8 @@ def format_comparisons(df: pd.DataFrame) -> list[str]:
     """Summary lines: how many comparisons, how many separated by the seed spread, how many significant."""
     if df.empty:
         return []
+    spreads = df["spread"].value_counts()
+    against = ", ".join(f"{n} against {s}" for s, n in spreads.items())
     return [f"{len(df)} pairwise comparisons (every pair of rows, every column with >= 2 seeds): "
             f"{int(df['separated'].sum())} gaps beyond the seed spread, {int(df['significant'].sum())} significant "
-            f"after Holm's correction over all {len(df)} (Welch t, alpha {ALPHA})"]
+            f"after Holm's correction over all {len(df)} (Welch t, alpha {ALPHA}); {against}"]

@@ -69,7 +69,19 @@ def _seed_note(df: pd.DataFrame) -> str:
         out += " Cells with n > 1 show mean ± sample std (ddof = 1) over seeds."
     if differs:
         out += " A superscript n marks a cell whose seed count differs from its column's."
-    return out
+    return out + _encoder_note(have)
+
+
+def _encoder_note(have: pd.DataFrame) -> str:
+    """Which rows have several trained encoders (training seeds), and what their ± means."""
+    many = have[have["encoders"] >= 2]
+    if many.empty:
+        return (" One trained encoder per row: ± is the protocol's seed spread, not training's."
+                if (have["n"] > 1).any() else "")
+    rows = "; ".join(f"{d} {int(g['encoders'].max())} (training seeds {g['train_seeds'].iloc[0]})"
+                     for d, g in many.groupby("display", sort=False))
+    return (f" Rows with several trained encoders: {rows}; their cells are the mean over encoders (each the "
+            f"mean over its probe seeds) ± the sample std over training seeds; other rows have one encoder.")
 
 
 def _flag_note(df: pd.DataFrame) -> str | None:
@@ -115,7 +127,8 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int
     cells = [PROTOCOLS.get(p).report.footnote for p in PROTOCOLS if p in shown and PROTOCOLS.get(p).report.footnote]
     if cells:
         notes.append("Cells: " + "; ".join(cells) + ".")
-    notes += list(spec.notes)
+    ours = set(df.loc[df["_records"] > 0, "model"])
+    notes += list(spec.notes) + [text for model, text in spec.row_notes if model in ours]
     if spec.paper and any(paper.paper_dataset(ds) for ds in df["dataset"]):
         notes.append(f"Paper: Hjelm et al., ICLR 2019, camera-ready Table {spec.paper} (the review version's "
                      "numbers differ); Δ = ours − paper (means). Rows the paper lacks follow its rows." + spec.paper_note)
