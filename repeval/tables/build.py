@@ -79,7 +79,7 @@ assert tuple(SPECS) == REPORT_TABLES
 CSV_COLUMNS = ["dataset", "paper_dataset", "table", "row", "display", "model", "column", "column_label",
                "protocol", "tap", "metric", "mean", "std", "n", "seeds", "encoders", "train_seeds", "spread",
                "n_failed", "paper", "paper_std", "delta", "floor", "delta_floor", "epoch", "not_converged",
-               "degenerate"]
+               "degenerate", "stale"]
 SPREAD_TRAIN, SPREAD_PROBE = "training seeds", "probe seeds"
 FLOOR_MODEL = "random"   # the seeded, untrained shared encoder: the floor every learned row must clear
 
@@ -153,6 +153,17 @@ def _display(model: str, fallback: str) -> str:
     return MODELS.get(model).display if model in MODELS else fallback
 
 
+def stale(rec: dict) -> bool:
+    """Whether a record was computed by another version of its family or protocol than the code's now
+    (its numbers stand, but a rerun would compute them anew)."""
+    cfg = rec.get("config") or {}
+    proto = rec.get("protocol")
+    if proto in PROTOCOLS and cfg.get("protocol_version") != PROTOCOLS.get(proto).version:
+        return True
+    family = getattr(MODELS.get(rec["model"]).build, "family", None) if rec.get("model") in MODELS else None
+    return family is not None and (cfg.get("encoder") or {}).get("version") != family.version
+
+
 def cell_records(records, col: ReportColumn) -> tuple[list[dict], list[dict], list[dict]]:
     """The records of one model that fill column ``col``: (all of them, those with a finite value,
     those that failed or hold a non-finite value)."""
@@ -197,7 +208,8 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     matched to the paper by its model name (column ``name`` of the paper's CSV). Columns with neither
     a record nor a paper number are dropped. Missing numbers are NaN (rendered as an em dash).
     ``not_converged`` / ``degenerate``: some successful record of the cell says ``converged: false`` /
-    ``degenerate: true``. Several trained encoders of one model (training seeds): :func:`cell_stats`."""
+    ``degenerate: true``; ``stale``: one was computed by an older family or protocol version
+    (:func:`stale`). Several trained encoders of one model (training seeds): :func:`cell_stats`."""
     by_model: dict[str, list[dict]] = defaultdict(list)
     for r in at_epoch([r for r in records if r.get("dataset", dataset) == dataset], epoch, spec.protocols):
         if models is None or r["model"] in models:
@@ -235,7 +247,8 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 "delta": mean - p if p is not None and ok else math.nan,
                 "epoch": " ".join(map(str, epochs)),
                 "not_converged": any(record_flag(r, "converged") is False for r in ok),
-                "degenerate": any(record_flag(r, "degenerate") is True for r in ok)})
+                "degenerate": any(record_flag(r, "degenerate") is True for r in ok),
+                "stale": any(stale(r) for r in ok)})
     df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp", "_fmt"])
     if df.empty:
         return df

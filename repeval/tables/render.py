@@ -94,6 +94,10 @@ def _flag_note(df: pd.DataFrame) -> str | None:
     if n:
         parts.append(f"{DEGENERATE} = degenerate solution: a record of the cell says `degenerate: true` (e.g. the "
                      f"linear SVM's W ≈ 0 regime) ({n} cell{'s' if n != 1 else ''})")
+    n = int(df["stale"].sum())
+    if n:
+        parts.append(f"{STALE} = stale: a record of the cell was computed by an older version of its family or "
+                     f"protocol than the code's now; `repeval run` recomputes it ({n} cell{'s' if n != 1 else ''})")
     return "Flags: " + "; ".join(parts) + "." if parts else None
 
 
@@ -179,7 +183,7 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int
 
 # ---------------------------------------------------------------------------------------------- render
 
-NOT_CONVERGED, DEGENERATE = "†", "‡"
+NOT_CONVERGED, DEGENERATE, STALE = "†", "‡", "§"
 
 
 @dataclass(frozen=True)
@@ -187,14 +191,14 @@ class _Style:
     dash: str
     pm: str
     wrap: str                       # format string for a number cell, {} = content
-    marks: tuple[str, str]          # not converged, degenerate
+    marks: tuple[str, str, str]     # not converged, degenerate, stale
     sup: str                        # format string for a superscript, {} = its items joined by sep
     sep: str
     marks_in_sup: bool              # TeX: one superscript holds the marks and n
 
 
-MD = _Style(EM_DASH, " ± ", "{}", (NOT_CONVERGED, DEGENERATE), " <sup>{}</sup>", ", ", False)
-TEX = _Style("---", r" \pm ", "${}$", (r"\dagger", r"\ddagger"), "^{{{}}}", ",", True)
+MD = _Style(EM_DASH, " ± ", "{}", (NOT_CONVERGED, DEGENERATE, STALE), " <sup>{}</sup>", ", ", False)
+TEX = _Style("---", r" \pm ", "${}$", (r"\dagger", r"\ddagger", r"\S"), "^{{{}}}", ",", True)
 
 
 def _columns(df: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
@@ -211,7 +215,7 @@ def _ours(cell: pd.Series | None, fmt: str, mode_n: int, st: _Style) -> str:
     s = f"{cell['mean']:{fmt}}"
     if cell["n"] > 1:
         s += f"{st.pm}{cell['std']:{fmt}}"
-    marks = [m for m, on in zip(st.marks, (cell["not_converged"], cell["degenerate"])) if on]
+    marks = [m for m, on in zip(st.marks, (cell["not_converged"], cell["degenerate"], cell["stale"])) if on]
     sup = [f"n={cell['n']}"] if cell["n"] != mode_n else []
     if st.marks_in_sup:
         sup = marks + sup

@@ -24,6 +24,7 @@ from repeval import tables
 from repeval.cli import main
 from repeval.config import config_hash
 from repeval.records import Record, ResultsLayout, metrics_checksum
+from repeval.registry import MODELS, PROTOCOLS
 from repeval.storage import atomic_write_json
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -82,8 +83,11 @@ def make_record(dataset, model, display, protocol, tap, seed, value, epoch: int 
     epoch = 0 if model in UNTRAINED else epoch
     encoder = ({"kind": "frozen", "weights": "w"} if model in UNTRAINED else
                {"kind": "trained", "train": TRAIN, "config": FAMILY.get(model, {})})
+    if model in MODELS:   # the code's versions: these records are current (not stale, see test_stale.py)
+        encoder["version"] = MODELS.get(model).build.family.version
     config = {"model": model, "dataset": dataset, "encoder": encoder, "epoch": epoch, "protocol": protocol,
-              "protocol_version": 1, "protocol_config": PROTO[protocol], "tap": tap, "seed": seed}
+              "protocol_version": PROTOCOLS.get(protocol).version, "protocol_config": PROTO[protocol], "tap": tap,
+              "seed": seed}
     return Record(model=model, display=display, dataset=dataset, dataset_note=NOTES[dataset], protocol=protocol,
                   tap=tap, seed=seed, epoch=epoch, success=ok, preset="quick",
                   error=None if ok else "ProtocolFailure: svm loss became nan at epoch 3",
