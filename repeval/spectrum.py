@@ -10,7 +10,7 @@ For features X (N images x D units) with covariance eigenvalues l_1 >= ... >= l_
 A tap is flagged ``collapsed`` when its participation ratio is below :data:`COLLAPSED_PR`, or when
 most of its units are dead. The spectrum is taken on :data:`SUBSET` test images evenly spaced
 through the split (a split stored sorted by class still gives every class), so it is deterministic
-and costs one SVD of at most SUBSET x D.
+and costs one Gram matrix and one symmetric eigendecomposition of size min(SUBSET, D).
 """
 from __future__ import annotations
 
@@ -25,17 +25,19 @@ KEYS = ("participation_ratio", "effective_rank", "dead_fraction", "dim", "n")
 
 
 def spectrum(x: torch.Tensor, subset: int = SUBSET) -> dict[str, float]:
-    """The diagnostics of features ``x`` (N, ...) on ``subset`` rows evenly spaced through it (float64)."""
+    """The diagnostics of features ``x`` (N, ...) on ``subset`` rows evenly spaced through it (the Gram
+    matrix in float32, its eigenvalues in float64)."""
     if x.shape[0] > subset:
         x = x[torch.linspace(0, x.shape[0] - 1, subset).round().long()]
-    x = x.flatten(1).double()
+    x = x.flatten(1).float()
     n, d = x.shape
     if n < 2:
         raise ValueError(f"spectrum needs at least 2 images, got {n}")
     std = x.std(0)
     dead = float((std <= DEAD_TOL * std.max()).double().mean()) if float(std.max()) > 0 else 1.0
-    s = torch.linalg.svdvals(x - x.mean(0))
-    lam = s.pow(2) / (n - 1)
+    xc = x - x.mean(0)
+    gram = xc.T @ xc if d <= n else xc @ xc.T      # the smaller side: same non-zero eigenvalues
+    lam = torch.linalg.eigvalsh(gram.double()).clamp_min(0) / (n - 1)
     total = float(lam.sum())
     if total <= 0:
         pr = er = 0.0

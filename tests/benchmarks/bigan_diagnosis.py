@@ -95,7 +95,9 @@ def main() -> int:
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--probe", type=int, default=5000)
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     a = p.parse_args()
+    torch.set_num_threads(a.threads)
     print(f"# CPU: {cpu_info()} | threads {torch.get_num_threads()} | load {os.getloadavg()}")
     ds = load_dataset(a.data)
     idx = torch.randperm(ds.x_train.shape[0], generator=torch.Generator().manual_seed(0))[:a.images]
