@@ -3,10 +3,12 @@
     python tests/benchmarks/bigan_diagnosis.py --data npz:../shared/data/cifar10-jpeg --images 20000
 
 Trains the BiGAN family under several variants of the objective and optimiser, each from the same
-seeded initialisation on the same seeded subset, and prints, every ``--every`` steps, each tap's
-participation ratio (:mod:`repeval.spectrum`) on 2,048 seeded random test images and a linear
-probe's test accuracy on ``fc`` (scikit-learn ``LogisticRegression`` on 5,000 seeded random training
-images, tested on the 2,048). Variants (Donahue et al., ICLR 2017, Sec. 3 and App. C; Dumoulin et al., ICLR 2017):
+seeded initialisation on the same seeded subset, and prints, every ``--every`` steps: each tap's
+participation ratio (:mod:`repeval.spectrum`) on 2,048 seeded random test images; a linear probe's
+test accuracy on ``fc`` (scikit-learn ``LogisticRegression`` on ``--probe`` seeded random training
+images, tested on the 2,048); the mean losses; and ``grad_cos``, how much the per-image gradients on
+the encoder's codes agree (mean cosine similarity within a batch; 1 = one common direction).
+Variants (Donahue et al., ICLR 2017, Sec. 3 and App. C; Dumoulin et al., ICLR 2017, App. A):
 
 - ``ours-v1``: repeval's BiGAN version 1: R1 penalty 0.5 |grad_(x,z) D|^2 on the (x, E(x)) pairs only,
   Adam 1e-4 (0.5, 0.999), z ~ N(0, I);
@@ -14,7 +16,9 @@ images, tested on the 2,048). Variants (Donahue et al., ICLR 2017, Sec. 3 and Ap
 - ``gp-x``: the penalty on the x input only (the encoder's z is not smoothed away);
 - ``gp-both``: the penalty on both pairs;
 - ``published``: BiGAN's own settings: no penalty, Adam 2e-4 (0.5, 0.999), weight decay 2.5e-5,
-  z ~ U[-1, 1]^64.
+  z ~ U[-1, 1]^64;
+- ``ali-dropout``: ALI's discriminator regularisation and optimiser: dropout 0.2 after every hidden
+  layer of D, no penalty, Adam 1e-4 (0.5, 1e-3).
 The CPU's ISA and the load are printed; timings are wall seconds per step.
 """
 from __future__ import annotations
@@ -37,7 +41,6 @@ from repeval.data import load_dataset  # noqa: E402
 from repeval.models.bigan import BiGAN  # noqa: E402
 from repeval.seeding import seed_everything  # noqa: E402
 from repeval.spectrum import spectrum  # noqa: E402
-from repeval.train import fused_adam  # noqa: E402
 
 VARIANTS = {
     "ours-v1": dict(penalize=("x", "z"), lr=1e-4, wd=0.0, prior="normal"),
@@ -45,7 +48,21 @@ VARIANTS = {
     "gp-x": dict(penalize=("x",), lr=1e-4, wd=0.0, prior="normal"),
     "gp-both": dict(penalize=("x", "z", "fake"), lr=1e-4, wd=0.0, prior="normal"),
     "published": dict(penalize=(), lr=2e-4, wd=2.5e-5, prior="uniform"),
+    "ali-dropout": dict(penalize=(), lr=1e-4, wd=0.0, prior="normal", dropout=0.2, beta2=1e-3),
 }
+
+
+def with_dropout(disc: torch.nn.Module, p: float) -> None:
+    """ALI's discriminator regularisation: dropout after every hidden activation of D(x, z)."""
+    for seq in (disc.x_branch, disc.joint):
+        layers = []
+        for m in seq:
+            layers.append(m)
+            if isinstance(m, torch.nn.LeakyReLU):
+                layers.append(torch.nn.Dropout(p))
+        seq._modules.clear()
+        for i, m in enumerate(layers):
+            seq.add_module(str(i), m)
 
 
 def step(model: BiGAN, x: torch.Tensor, opt: dict, v: dict) -> dict:
@@ -66,8 +83,17 @@ def step(model: BiGAN, x: torch.Tensor, opt: dict, v: dict) -> dict:
             gp = gp + 0.5 * sum(t.flatten(1).pow(2).sum(1) for t in g).mean()
     BiGAN.update(opt["disc"], gan + gp)
     ge = F.softplus(model.disc(x, e)).mean() + F.softplus(-model.disc(xg, z)).mean()
+    cos = gradient_agreement(torch.autograd.grad(ge, e, retain_graph=True)[0])
     BiGAN.update(opt["model"], ge)
-    return {"disc": gan.item(), "enc_gen": ge.item(), "gp": gp.item()}
+    return {"disc": gan.item(), "enc_gen": ge.item(), "gp": gp.item(), "grad_cos": cos}
+
+
+def gradient_agreement(g: torch.Tensor) -> float:
+    """Mean cosine similarity between the per-image gradients (B, 64) the encoder's codes receive:
+    near 1 when every image's code is pushed the same way, near 0 for unrelated directions."""
+    u = F.normalize(g.detach().double(), dim=1)
+    b = u.shape[0]
+    return float((u.sum(0).pow(2).sum() - b) / (b * (b - 1)))
 
 
 @torch.no_grad()
@@ -106,13 +132,13 @@ def main() -> int:
         v = VARIANTS[name]
         seed_everything(0)
         model = BiGAN(TrainConfig(lr=v["lr"]))
+        if v.get("dropout"):
+            with_dropout(model.disc, v["dropout"])
         model.train()
-        wd = v["wd"]
+        wd, betas = v["wd"], (0.5, v.get("beta2", 0.999))
         opt = {"model": torch.optim.Adam(list(model.encoder.parameters()) + list(model.generator.parameters()),
-                                         lr=v["lr"], betas=(0.5, 0.999), weight_decay=wd),
-               "disc": fused_adam(model.disc.parameters(), v["lr"], (0.5, 0.999))}
-        if wd:
-            opt["disc"] = torch.optim.Adam(model.disc.parameters(), lr=v["lr"], betas=(0.5, 0.999), weight_decay=wd)
+                                         lr=v["lr"], betas=betas, weight_decay=wd),
+               "disc": torch.optim.Adam(model.disc.parameters(), lr=v["lr"], betas=betas, weight_decay=wd)}
         print(f"\n## {name}: {v}\nstep    0: {measure(model, ds, a.probe)}", flush=True)
         gen = torch.Generator().manual_seed(1)
         t0, sums = time.time(), {}
