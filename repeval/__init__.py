@@ -13,7 +13,7 @@ from .nets import SharedEncoder
 from .protocol import ProtocolInput, register_protocol
 from .registry import DATASETS, MODELS, PROTOCOLS
 from .train import Family
-from .zoo import register_encoder, register_model
+from .zoo import register_backbone, register_encoder, register_model
 
 __version__ = "0.1.0"
 
@@ -25,4 +25,5 @@ def load_builtins() -> None:
 
 
 __all__ = ["TrainConfig", "SharedEncoder", "ProtocolInput", "register_protocol", "DATASETS", "MODELS",
-           "PROTOCOLS", "Family", "register_encoder", "register_model", "load_builtins"]
+           "PROTOCOLS", "Family", "register_backbone", "register_encoder", "register_model", "load_builtins",
+           "__version__"]

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, make_config
+from .registry import RegistryError, check_name
 from .storage import CheckpointError, state_dict_hash
 from .zoo import load_encoder_weights
 
@@ -51,7 +52,8 @@ class BackboneSpec:
 
     ``weights``: a local state-dict file, a name of the library's published weights (torchvision:
     ``DEFAULT``, ``IMAGENET1K_V1``...; timm: ``pretrained``) which needs ``download=True``, or None
-    for the seeded random initialisation. ``taps``: graph node names, () for the default pair.
+    for the seeded random initialisation. ``taps``: graph node names, () for the default pair; a
+    ``NODE:TAP`` entry names the node's tap (``layer3:conv`` fills Tables 1 and 4's conv column).
     ``input_size``: 0 keeps the images' size. ``normalize``: "auto" (the architecture's published
     weights' mean/std when the library declares them, else none), "imagenet", "none", or a
     ``(mean, std)`` pair of 3-tuples.
@@ -91,6 +93,7 @@ class BackboneSpec:
                                   f"std > 0, got {self.normalize!r}")
             object.__setattr__(self, "normalize", (mean, std))
         object.__setattr__(self, "taps", tuple(self.taps))
+        tap_nodes(self.taps, self.name)   # bad NODE:TAP entries fail at registration
 
     # -- checks at registration (one-line errors before anything runs) ---------------------------
     def check(self) -> "BackboneSpec":
@@ -131,7 +134,8 @@ class BackboneSpec:
         mean_std, norm_source = self._mean_std(model)
         probe = self.input_size or 32
         taps = self.taps or default_taps(model, self.source, probe)
-        body = _feature_extractor(model, taps, self.name, self.source)
+        nodes = tap_nodes(taps, self.name)
+        body = _feature_extractor(model, nodes, self.name, self.source)
         description = {
             "backbone": self.name, "weights": weights_note, "weights_hash": weights_hash,
             "taps": list(taps),
@@ -147,7 +151,7 @@ class BackboneSpec:
                                 "leaves an ImageNet ResNet's last stage as a 1x1 map)"),
             },
         }
-        return BackboneEncoder(body, taps, input_size=self.input_size, mean_std=mean_std, pool=self.pool,
+        return BackboneEncoder(body, tuple(nodes.values()), input_size=self.input_size, mean_std=mean_std, pool=self.pool,
                                description=description)
 
     def _load(self) -> tuple[nn.Module, str | None]:
@@ -243,18 +247,38 @@ def _import_timm(name: str):
     return timm
 
 
-def _feature_extractor(model: nn.Module, taps: tuple[str, ...], name: str, source: str) -> nn.Module:
+def tap_nodes(taps: tuple[str, ...], name: str) -> dict[str, str]:
+    """``("layer3:conv", "layer4")`` -> ``{"layer3": "conv", "layer4": "layer4"}``: graph node -> the
+    tap name its records carry. Naming a node ``conv``, ``fc`` or ``y`` puts it in the paper's
+    columns of Tables 1 and 4; every tap is in Table T whatever its name."""
+    out: dict[str, str] = {}
+    for t in taps:
+        node, _, tap = (p.strip() for p in str(t).partition(":"))
+        tap = tap or node
+        try:
+            check_name(tap, "tap")
+        except RegistryError as e:
+            raise ConfigError(f"backbone {name}: {e}") from None
+        if not node or node in out or tap in out.values():
+            raise ConfigError(f"backbone {name}: taps {list(taps)} need distinct graph nodes and tap names "
+                              f"(NODE or NODE:TAP, e.g. layer3:conv)")
+        out[node] = tap
+    return out
+
+
+def _feature_extractor(model: nn.Module, nodes: dict[str, str], name: str, source: str) -> nn.Module:
     if source == "timm":
         from timm.models import create_feature_extractor
     else:
         from torchvision.models.feature_extraction import create_feature_extractor
+    taps = list(nodes)
     try:
-        return create_feature_extractor(model, return_nodes={t: t for t in taps})
+        return create_feature_extractor(model, return_nodes=dict(nodes))
     except (ValueError, KeyError, RuntimeError) as e:
         from torchvision.models.feature_extraction import get_graph_node_names
         nodes = get_graph_node_names(model)[1]
         shown = ", ".join(nodes[-12:])
-        raise ConfigError(f"backbone {name}: taps {list(taps)} are not all graph nodes "
+        raise ConfigError(f"backbone {name}: taps {taps} are not all graph nodes "
                           f"({type(e).__name__}); its last nodes: {shown}") from None
 
 
@@ -305,7 +329,7 @@ def default_taps(model: nn.Module, source: str, size: int = 32) -> tuple[str, ..
 class BackboneOptions:
     """The ``,key=value`` options of ``--backbone NAME=SOURCE:ARCH[:WEIGHTS][,key=value...]``."""
 
-    taps: tuple[str, ...] = ()   # graph node names joined with '+' on the command line
+    taps: tuple[str, ...] = ()   # graph node names (NODE or NODE:TAP) joined with '+' on the command line
     input_size: int = 0
     normalize: str = "auto"
     pool: bool = True

@@ -100,8 +100,11 @@ def _merge_globals(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="repeval", description=__doc__.splitlines()[0],
                                 parents=[_global_parser(False)])
+    p.add_argument("--version", action="version", version=f"repeval {__version__}")
     common = [_global_parser(True)]
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from .registry import did_you_mean
+
 
 class ConfigError(ValueError):
     """A bad configuration key or value."""
@@ -122,7 +124,8 @@ def make_config(cls: type, overrides: Mapping[str, Any] | None = None, where: st
     valid = [f.name for f in fields(cls)]
     bad = [k for k in overrides if k not in valid]
     if bad:
-        raise ConfigError(f"bad config key '{where}.{bad[0]}'; valid keys: {', '.join(valid)}")
+        raise ConfigError(f"bad config key '{where}.{bad[0]}'{did_you_mean(bad[0], valid)}; "
+                          f"valid keys: {', '.join(valid)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in overrides.items()}
     try:
         cfg = cls(**kwargs)

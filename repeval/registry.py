@@ -5,6 +5,7 @@ definitions, so a typo or a plugin clash is a one-line error rather than a silen
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 from typing import Any, Callable, Generic, Iterator, TypeVar
@@ -31,6 +32,12 @@ def check_name(name: Any, kind: str) -> str:
     return name
 
 
+def did_you_mean(name: Any, valid) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``valid`` to ``name`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _where(obj: Any) -> str:
     try:
         target = inspect.unwrap(obj)
@@ -40,8 +47,11 @@ def _where(obj: Any) -> str:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """``hint``: a sentence added to the unknown-name error (e.g. how to add a model of one's own)."""
+
+    def __init__(self, kind: str, hint: str = ""):
         self.kind = kind
+        self.hint = hint
         self._items: dict[str, T] = {}
 
     def register(self, name: str, obj: T | None = None) -> Any:
@@ -63,8 +73,9 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise RegistryError(
-                f"unknown {self.kind} '{name}'; valid {self.kind}s: {', '.join(self.names())}") from None
+            hint = f"; {self.hint}" if self.hint else ""
+            raise RegistryError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}; "
+                                f"valid {self.kind}s: {', '.join(self.names())}{hint}") from None
 
     def names(self) -> list[str]:
         return list(self._items)
@@ -79,6 +90,8 @@ class Registry(Generic[T]):
         return len(self._items)
 
 
-MODELS: Registry[Callable] = Registry("model")
+MODELS: Registry[Callable] = Registry(
+    "model", "your own encoder: --plugin FILE.py (register_encoder), --backbone NAME=torchvision:ARCH[:WEIGHTS] "
+    "or --pretrained NAME=STATE_DICT.pt")
 PROTOCOLS: Registry[Any] = Registry("protocol")
-DATASETS: Registry[Callable] = Registry("dataset")
+DATASETS: Registry[Callable] = Registry("dataset", "or a folder: npz:DIR, imagefolder:DIR")

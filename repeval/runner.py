@@ -35,7 +35,7 @@ from .progress import Progress, log
 from .protocol import ProtocolInput, ProtocolSpec, Split, code_tap
 from .provenance import provenance
 from .records import SCHEMA, Record, RecordError, ResultsLayout, train_seed
-from .registry import MODELS, PROTOCOLS
+from .registry import MODELS, PROTOCOLS, did_you_mean
 from .seeding import derive_seed, generator, seed_everything
 from .spectrum import spectrum
 from .storage import CheckpointError, state_dict_hash, sweep_stale_tmp
@@ -113,7 +113,8 @@ def resolve_configs(opts: RunOptions) -> Resolved:
     valid = {"train", *PROTOCOLS.names(), *fams}
     for sec in opts.overrides:
         if sec not in valid:
-            raise ConfigError(f"bad config section '{sec}'; valid sections: {', '.join(sorted(valid))}")
+            raise ConfigError(f"bad config section '{sec}'{did_you_mean(sec, valid)}; "
+                              f"valid sections: {', '.join(sorted(valid))}")
     train_cfg = make_config(TrainConfig, sections.get("train"), "train")
     proto_cfgs = {}
     for name in opts.protocols:

@@ -20,6 +20,21 @@ EM_DASH = "—"
 FORMATS = ("md", "tex", "csv")
 
 
+def tap_columns() -> tuple[ReportColumn, ...]:
+    """Table T's columns: every reported metric (:attr:`repeval.protocol.Reporting.metrics`) of every
+    registered protocol, in registration order, on whatever tap a record carries; the number format
+    is the protocol's own column format for that metric (else two decimals)."""
+    cols = []
+    for p in PROTOCOLS:
+        rep = PROTOCOLS.get(p).report
+        for m in rep.metrics:
+            fmt = next((c.fmt for c in rep.columns if c.metric == m), ".2f")
+            one = len(rep.metrics) == 1
+            cols.append(ReportColumn("T", p if one else f"{p}_{m}", p if one else f"{p} {m}", m, None, fmt,
+                                     protocol=p))
+    return tuple(cols)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """A table of ``repeval table``. Its columns are not listed here: they are the
@@ -28,7 +43,9 @@ class TableSpec:
 
     ``paper``: the paper's table compared with (its CSV under ``repeval/paper/``), None for the extra
     protocols. ``title``: a prefix to the protocols' title phrases. ``notes``: table-level footnotes
-    (about the paper's table, not about a protocol)."""
+    (about the paper's table, not about a protocol). ``per_tap``: one row per (model, tap) and one
+    column per reported metric of every protocol (:func:`tap_columns`), whatever the taps are called;
+    ``cells`` then replaces the protocols' "Cells" footnotes."""
 
     id: str
     title: str = ""
@@ -36,6 +53,8 @@ class TableSpec:
     notes: tuple[str, ...] = ()
     paper_note: str = ""
     row_notes: tuple[tuple[str, str], ...] = ()   # (model, footnote shown when that row is in the table)
+    per_tap: bool = False
+    cells: str = ""
 
     @property
     def name(self) -> str:
@@ -47,6 +66,8 @@ class TableSpec:
 
     @property
     def columns(self) -> tuple[ReportColumn, ...]:
+        if self.per_tap:
+            return tap_columns()
         return tuple(c for p in PROTOCOLS for c in PROTOCOLS.get(p).report.columns if c.table == self.id)
 
     @property
@@ -56,6 +77,8 @@ class TableSpec:
     def full_title(self, shown=None) -> str:
         """The title prefix, then the title phrases of the protocols with a column here (of those in
         ``shown`` only, when given), in registration order."""
+        if self.per_tap:
+            return self.title
         phrases = [PROTOCOLS.get(p).report.title for p in PROTOCOLS if p in self.protocols
                    and (shown is None or p in shown) and PROTOCOLS.get(p).report.title]
         text = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + (phrases[-1] if phrases else "")
@@ -73,9 +96,15 @@ TABLE4 = TableSpec("4", paper=4, paper_note=" Paper SVM std: over five runs.", n
     "The paper's Table 4 row \"DIM(L)\" does not name its estimator: we compare it with our DIM(L) (infoNCE), "
     "the paper's default estimator.",))
 TABLEX = TableSpec("X", title="Extra protocols (not in the paper)")
-TABLES = (TABLE1, TABLE4, TABLEX)
+TABLET = TableSpec("T", title="Every tap of every model", per_tap=True, cells=(
+    "each protocol's reported metric(s) (mean over seeds) on the row's tap, whatever the encoder calls it "
+    "(a backbone's stages, a plugin's own taps); code-level protocols (recon, mine, ndm) run on one tap per "
+    "model (y, else the last), so their other cells are empty. Tables 1, 4 and X show the taps named conv, "
+    "fc and y"))
+COLUMN_TABLES = (TABLE1, TABLE4, TABLEX)      # columns declared by the protocols (REPORT_TABLES)
+TABLES = (*COLUMN_TABLES, TABLET)
 SPECS = {t.id: t for t in TABLES}
-assert tuple(SPECS) == REPORT_TABLES
+assert tuple(t.id for t in COLUMN_TABLES) == REPORT_TABLES
 CSV_COLUMNS = ["dataset", "paper_dataset", "table", "row", "display", "model", "column", "column_label",
                "protocol", "tap", "metric", "mean", "std", "n", "seeds", "encoders", "train_seeds", "spread",
                "n_failed", "paper", "paper_std", "delta", "floor", "delta_floor", "epoch", "not_converged",
@@ -149,6 +178,11 @@ def _order_key(table: int | None, model: str, display: str) -> tuple:
     return (0, i, "") if i is not None else (1, 0, display.casefold())
 
 
+def _row_label(display: str, tap: str) -> str:
+    """A row's label: the model's display name, and its tap in a per-tap table."""
+    return f"{display} / {tap}" if tap else display
+
+
 def _display(model: str, fallback: str) -> str:
     return MODELS.get(model).display if model in MODELS else fallback
 
@@ -210,23 +244,27 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     ``not_converged`` / ``degenerate``: some successful record of the cell says ``converged: false`` /
     ``degenerate: true``; ``stale``: one was computed by an older family or protocol version
     (:func:`stale`). Several trained encoders of one model (training seeds): :func:`cell_stats`."""
-    by_model: dict[str, list[dict]] = defaultdict(list)
+    by_row: dict[tuple[str, str], list[dict]] = defaultdict(list)   # (model, tap or "") -> records
     for r in at_epoch([r for r in records if r.get("dataset", dataset) == dataset], epoch, spec.protocols):
         if models is None or r["model"] in models:
-            by_model[r["model"]].append(r)
-    display = {m: (rs[0].get("display") or m) for m, rs in by_model.items()}
+            by_row[r["model"], r.get("tap", "") if spec.per_tap else ""].append(r)
+    # a model whose records fill none of this table's columns (e.g. a backbone's layer3 in Table 1) has
+    # no row here: Table T shows it
+    by_row = {k: rs for k, rs in by_row.items() if any(cell_records(rs, c)[0] for c in spec.columns)}
+    display = {m: (rs[0].get("display") or m) for (m, _), rs in by_row.items()}
     clash = Counter(display.values())
-    rows = [(d if clash[d] == 1 else f"{d} [{m}]", m, d) for m, d in display.items()]
+    rows = [(_row_label(display[m] if clash[display[m]] == 1 else f"{display[m]} [{m}]", tap), m, display[m], tap)
+            for m, tap in by_row]
     if models is None and spec.paper:
-        rows += [(_display(m, label), m, _display(m, label)) for m, label in paper.paper_rows(spec.paper, dataset)
-                 if m not in by_model]
+        rows += [(_display(m, label), m, _display(m, label), "") for m, label in paper.paper_rows(spec.paper, dataset)
+                 if m not in display]
     rows.sort(key=lambda t: (_order_key(spec.paper, t[1], t[2]), t[0].casefold()))
 
     pv = paper.paper_values(spec.paper, dataset) if spec.paper else {}
     out = []
-    for i, (label, model, disp) in enumerate(rows):
+    for i, (label, model, disp, tap) in enumerate(rows):
         for col in spec.columns:
-            sel, ok, failed = cell_records(by_model.get(model, ()), col)
+            sel, ok, failed = cell_records(by_row.get((model, tap), ()), col)
             mean, std, spread = cell_stats(ok, col.metric)
             trained = sorted({train_seed(r["config"]) for r in ok})
             p = pv.get((model, col.paper)) if col.paper else None
@@ -237,7 +275,7 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 "dataset": dataset, "paper_dataset": (paper.paper_dataset(dataset) or "") if spec.paper else "",
                 "table": spec.name, "row": i, "display": label, "model": model,
                 "column": col.key, "column_label": col.label, "protocol": col.protocol,
-                "tap": col.tap or ",".join(taps), "metric": col.metric,
+                "tap": col.tap or tap or ",".join(taps), "metric": col.metric,
                 "mean": mean, "std": std,
                 "n": len(ok), "seeds": " ".join(str(s) for s in sorted(r.get("seed", 0) for r in ok)),
                 "encoders": len(trained), "train_seeds": " ".join(map(str, trained)), "spread": spread,
@@ -253,7 +291,7 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     if df.empty:
         return df
     floor = df[df["model"] == FLOOR_MODEL].set_index("column")["mean"]
-    df["floor"] = df["column"].map(floor).astype(float)
+    df["floor"] = math.nan if spec.per_tap else df["column"].map(floor).astype(float)   # Table T: no floor
     df["delta_floor"] = df["mean"] - df["floor"]
     keep = [c.key for c in spec.columns
             if ((df["column"] == c.key) & ((df["n"] + df["n_failed"] > 0) | df["paper"].notna())).any()]

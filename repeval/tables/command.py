@@ -12,6 +12,7 @@ from ..storage import atomic_write_text
 from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_rank,
                     has_records, load_records, rank_agreement, timing_table)
 from .compare import format_comparisons, pairwise
+from .coverage import format_unshown, unshown
 from .curves import curve_table
 from .render import footnotes, render_csv, render_latex, render_markdown, table_title
 from .spectrum import format_collapsed, render_spectrum, spectrum_table
@@ -116,6 +117,7 @@ def cmd_table(args) -> int:
             frames.append(df)
             if spec is TABLE1 and paper.paper_dataset(ds):
                 t1_frames.append(df)
+        print(f"\n{ds}: {format_unshown(unshown(recs, epoch), len(recs))}")
         if ds_ranks and "csv" in formats:
             _write(out / "rank_agreement.csv",
                    pd.concat(ds_ranks).to_csv(index=False, float_format="%.6g", lineterminator="\n"), written)

@@ -35,7 +35,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .build import SPREAD_PROBE, SPREAD_TRAIN, TABLES, cell_records, per_encoder, record_epoch
+from .build import COLUMN_TABLES, SPREAD_PROBE, SPREAD_TRAIN, cell_records, per_encoder, record_epoch
 
 ALPHA = 0.05
 COMPARISON_COLUMNS = ["dataset", "table", "column", "protocol", "tap", "metric", "model_a", "model_b", "epoch_a",
@@ -120,7 +120,7 @@ def pairwise(records: list[dict], dataset: str, epoch: int | None = None) -> pd.
     early in a curve run is never compared with another's later epoch (module docstring)."""
     rows = []
     mine = [r for r in records if r.get("dataset", dataset) == dataset]
-    for spec in TABLES:
+    for spec in COLUMN_TABLES:
         for col in spec.columns:
             vals: dict[tuple[str, int], dict[int, np.ndarray]] = {}
             for m in sorted({r["model"] for r in mine}):

@@ -128,7 +128,8 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int
                      "difference may come from the JPEG compression of this copy.")
         notes.append(text)
     shown = set(df["protocol"])
-    cells = [PROTOCOLS.get(p).report.footnote for p in PROTOCOLS if p in shown and PROTOCOLS.get(p).report.footnote]
+    cells = [spec.cells] if spec.cells else [
+        PROTOCOLS.get(p).report.footnote for p in PROTOCOLS if p in shown and PROTOCOLS.get(p).report.footnote]
     if cells:
         notes.append("Cells: " + "; ".join(cells) + ".")
     ours = set(df.loc[df["_records"] > 0, "model"])

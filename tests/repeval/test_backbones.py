@@ -1,5 +1,6 @@
 """torchvision/timm backbones as frozen encoders: taps, declared input adaptation, local weights only."""
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from repeval.config import ConfigError
 from repeval.registry import MODELS, PROTOCOLS, RegistryError
 from repeval.storage import CheckpointError, state_dict_hash
 from repeval.zoo import register_backbone
+from tests.repeval.test_tables import _md_row
 
 IMAGENET = [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225]]
 
@@ -57,6 +59,29 @@ def test_readme_example_end_to_end(tmp_path, r18_file, capsys):
     capsys.readouterr()
     assert main(argv) == 0                                  # same registration again: a no-op; all skipped
     assert f"0 records written, {len(recs)} already present" in capsys.readouterr().err
+
+
+def test_taps_mapped_onto_the_paper_columns_fill_tables_1_and_4(tmp_path, r18_file, capsys):
+    argv = ["run", "--models", "r18p", "--protocols", "mlp", "--dataset", "digits", "--seeds", "1",
+            "--backbone", f"r18p=torchvision:resnet18:{r18_file},taps=layer3:conv+layer4:fc", "--quiet",
+            "--set", "mlp.epochs=1", "--workdir", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "## Table 1" in out and "| r18p / conv " in out
+    assert all(re.fullmatch(r"\d+\.\d\d\D*", cell) for cell in _md_row(out, "r18p")[1:])   # conv, fc: numbers
+    rec = json.loads(next((tmp_path / "results/digits/records/r18p/mlp").glob("conv-*.json")).read_text())
+    assert rec["config"]["encoder"]["describe"]["taps"] == ["layer3:conv", "layer4:fc"]
+    enc = BackboneSpec("torchvision", "resnet18", str(r18_file), ("layer3:conv", "layer4"))()
+    plain = BackboneSpec("torchvision", "resnet18", str(r18_file), ("layer3", "layer4"))()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    a, b = enc(x), plain(x)
+    assert list(a) == ["conv", "layer4"] and torch.equal(a["conv"], b["layer3"])
+
+
+@pytest.mark.parametrize("taps", [("layer3:conv", "layer4:conv"), ("layer3:bad/name",), ("layer3", "layer3:x")])
+def test_bad_tap_names_are_config_errors(taps):
+    with pytest.raises(ConfigError, match="backbone torchvision:resnet18"):
+        BackboneSpec("torchvision", "resnet18", taps=taps)
 
 
 def _reference_taps(enc, x: torch.Tensor, size: int, mean_std) -> dict[str, torch.Tensor]:

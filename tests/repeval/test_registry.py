@@ -50,3 +50,34 @@ def test_cli_unknown_model_exits_nonzero_with_one_line(capsys):
     assert main(["run", "--models", "nosuch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown model 'nosuch'" in err[0] and "ae" in err[0]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "--models", "dim-l-infonse"], ["unknown model 'dim-l-infonse' (did you mean 'dim-l-infonce'?)",
+                                            "--plugin FILE.py", "--backbone NAME="]),
+    (["run", "--models", "ae", "--protocols", "mpl"], ["unknown protocol 'mpl' (did you mean 'mlp'?)"]),
+    (["run", "--models", "ae", "--set", "trian.epochs=1"], ["bad config section 'trian' (did you mean 'train'?)"]),
+    (["run", "--models", "ae", "--set", "train.epoch=1"], ["bad config key 'train.epoch' (did you mean 'epochs'?)"]),
+    (["run", "--models", "ae", "--preset", "quik"], ["unknown preset 'quik' (did you mean 'quick'?)"]),
+    (["run", "--models", "ae", "--dataset", "digit", "--no-table"],
+     ["unknown dataset 'digit' (did you mean 'digits'?)", "npz:DIR, imagefolder:DIR"]),
+])
+def test_unknown_names_suggest_the_closest_valid_one(capsys, argv, words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and all(w in err for w in words), err
+
+
+def test_no_suggestion_when_nothing_is_close():
+    reg = Registry("widget")
+    reg.register("alpha", 1)
+    with pytest.raises(RegistryError, match=r"^unknown widget 'zzz'; valid widgets: alpha$"):
+        reg.get("zzz")
+
+
+def test_version(capsys):
+    import repeval
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"repeval {repeval.__version__}\n"
