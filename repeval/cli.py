@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 from . import load_builtins
-from .config import ConfigError, format_sections, parse_overrides, to_dict
+from .config import ConfigError, format_sections, merge_overrides, parse_overrides, to_dict
+from .config_file import read_config_file
 from .data import DataError, dataset_names, load_dataset
 from .features import EncoderContractError
 from .launch import LaunchError
@@ -113,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--models", nargs="+", help="model names, space or comma separated (default: all)")
     r.add_argument("--protocols", nargs="+", help="protocol names (default: all)")
     r.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz:DIR (default: the preset's)")
-    r.add_argument("--preset", default="quick", help="budget preset (default: quick)")
+    r.add_argument("--preset", help="budget preset (default: the --config file's, else quick)")
+    r.add_argument("--config", type=Path, metavar="FILE.toml",
+                   help="config values from a file (what `repeval config` prints); --set wins per key")
     r.add_argument("--seeds", type=int, help="seeds per protocol (default: each protocol's: mlp 3, svm 5, others 1)")
     r.add_argument("--train-seeds", metavar="T[,T...]",
                    help="train one encoder per training seed (e.g. 0,1,2; default: train.seed); "
@@ -145,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_command(sub)
 
     c = sub.add_parser("config", help="print the fully resolved configuration (preset + --set)", parents=common)
-    c.add_argument("--preset", default="quick", help="budget preset (default: quick)")
+    c.add_argument("--preset", help="budget preset (default: the --config file's, else quick)")
+    c.add_argument("--config", type=Path, metavar="FILE.toml", help="config values from a file; --set wins per key")
     c.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. train.epochs=2 or mlp.epochs=5")
     c.add_argument("--protocols", nargs="+", help="protocol sections to show (default: all)")
@@ -188,10 +192,13 @@ def cmd_list() -> int:
 
 
 def _run_options(args, protocols: list[str], models: list[str] | None = None, **kw):
+    """The run's options: the preset (``--preset``, else the ``--config`` file's, else quick) and its
+    overrides (the ``--config`` file's, then ``--set``, which wins per key)."""
     from .runner import RunOptions
 
-    return RunOptions(models=models or [], protocols=protocols, preset=PRESETS.get(args.preset),
-                      overrides=parse_overrides(args.set), **kw)
+    preset, from_file = read_config_file(args.config) if args.config else (None, {})
+    return RunOptions(models=models or [], protocols=protocols, preset=PRESETS.get(args.preset or preset or "quick"),
+                      overrides=merge_overrides(from_file, parse_overrides(args.set)), **kw)
 
 
 def resolved_sections(opts) -> dict[str, object]:
@@ -207,8 +214,18 @@ def resolved_sections(opts) -> dict[str, object]:
     for spec in specs:
         fcfg = spec.family_config(cfg.families)
         if fcfg is not None and to_dict(fcfg):
-            out[spec.section if shared[spec.section] == 1 else f"{spec.section}.{spec.name}"] = fcfg
+            out[spec.section if shared[spec.section] == 1 else spec.model_section] = fcfg
     return out
+
+
+def _resolved(opts, args) -> dict[str, object]:
+    """:func:`resolved_sections`, a config error naming the ``--config`` file when one was read."""
+    try:
+        return resolved_sections(opts)
+    except ConfigError as e:
+        if args.config:
+            raise ConfigError(f"{e} (settings from --config {args.config}, then --set)") from None
+        raise
 
 
 def cmd_config(args) -> int:
@@ -216,14 +233,16 @@ def cmd_config(args) -> int:
     for q in protocols:
         PROTOCOLS.get(q)
     opts = _run_options(args, protocols, MODELS.names())
-    sections = resolved_sections(opts)
+    sections = _resolved(opts, args)
     if args.format == "json":
         print(json.dumps({"preset": opts.preset.name, "dataset": opts.preset.dataset,
                           "sections": {k: to_dict(v) for k, v in sections.items()}}, indent=2))
     else:
         print(f"# repeval config: preset '{opts.preset.name}' (dataset {opts.preset.dataset})"
-              + (f", --set {' '.join(args.set)}" if args.set else ""))
-        print(format_sections(sections))
+              + (f", --config {args.config}" if args.config else "")
+              + (f", --set {' '.join(args.set)}" if args.set else "")
+              + "; read back with repeval run --config FILE.toml")
+        print(format_sections(sections, {"preset": opts.preset.name}))
     return 0
 
 
@@ -250,7 +269,7 @@ def cmd_run(args) -> int:
                         results=args.results, quiet=args.quiet, force=args.force,
                         rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run, train_only=args.train_only,
                         train_seeds=_int_list(args.train_seeds, "--train-seeds"))
-    resolved_sections(opts)  # bad keys, values, seeds and devices fail before the dataset is even loaded
+    _resolved(opts, args)  # bad keys, values, seeds and devices fail before the dataset is even loaded
     if args.executor != "inline" or args.jobs is not None or args.devices is not None:
         from .launch import launch
         return launch(args, opts)  # one shard per model, each `repeval run` in its own job

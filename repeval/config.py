@@ -154,22 +154,37 @@ def config_hash(obj: Any) -> str:
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, dict[str, str]]:
-    """``["train.epochs=3", "mlp.epochs=5"]`` -> ``{"train": {"epochs": "3"}, "mlp": {"epochs": "5"}}``."""
+    """``["train.epochs=3", "dim.dim-g.critic_units=5"]`` -> ``{"train": {"epochs": "3"},
+    "dim.dim-g": {"critic_units": "5"}}``: the key is the part after the last dot (keys have none),
+    the section the part before it (a family's model-specific section is ``SECTION.MODEL``)."""
     out: dict[str, dict[str, str]] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or not name:
+        section, dot, name = key.rpartition(".")
+        if not sep or not dot or not name.strip() or not section.strip():
             raise ConfigError(f"--set expects SECTION.KEY=VALUE (e.g. train.epochs=3), got {item!r}")
         out.setdefault(section.strip(), {})[name.strip()] = value.strip()
     return out
 
 
-def format_sections(sections: Mapping[str, Any]) -> str:
-    """Config sections (name -> frozen dataclass or mapping) as TOML-style text, values in JSON syntax."""
-    out = []
+def merge_overrides(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Section-wise merge, later layers winning per key (a config file, then ``--set``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for sec, kv in layer.items():
+            out.setdefault(sec, {}).update(kv)
+    return out
+
+
+def format_sections(sections: Mapping[str, Any], top: Mapping[str, Any] | None = None) -> str:
+    """Config sections (name -> frozen dataclass or mapping) as TOML (values in JSON syntax, which
+    TOML reads for strings, numbers, booleans and arrays), after the top-level keys ``top``; a None
+    value (TOML has no null) is written as a comment, so that reading the file back leaves it unset."""
+    def line(k: str, v: Any) -> str:
+        return f"# {k} = None (unset)" if v is None else f"{k} = {json.dumps(v)}"
+    out = [line(k, v) for k, v in (top or {}).items()] + ([""] if top else [])
     for name, cfg in sections.items():
         out.append(f"[{name}]")
-        out += [f"{k} = {json.dumps(v)}" for k, v in to_dict(cfg).items()]
+        out += [line(k, v) for k, v in to_dict(cfg).items()]
         out.append("")
     return "\n".join(out).rstrip()

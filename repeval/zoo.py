@@ -57,12 +57,19 @@ class ModelSpec:
     section: str = ""                # the family's --set section ("" = none)
     code: str | None = None          # content hash of the user's file that defines it
 
+    @property
+    def model_section(self) -> str:
+        """The section of this registration alone (``dim.dim-g``): it overrides the family's ``dim``."""
+        return f"{self.section}.{self.name}"
+
     def family_config(self, overrides: dict | None = None):
-        """The family's resolved frozen config (defaults of this registration + ``--set`` overrides)."""
+        """The family's resolved frozen config: defaults of this registration, then the overrides of
+        its family section (``--set dim.KEY=V``), then of its own (``--set dim.dim-g.KEY=V``)."""
         fam = getattr(self.build, "family", None)
         if fam is None:
             return None
-        values = {**self.build.defaults, **(overrides or {}).get(self.section, {})}
+        overrides = overrides or {}
+        values = {**self.build.defaults, **overrides.get(self.section, {}), **overrides.get(self.model_section, {})}
         return make_config(fam.Config, values, self.section or self.name)
 
 
@@ -189,11 +196,12 @@ def encoder_identity(spec: ModelSpec, family: Family) -> dict:
 
 
 def family_sections() -> dict[str, type]:
-    """``--set`` section name -> the family Config class, over every registered family."""
+    """``--set`` section name -> the family Config class, over every registered family: the family's
+    section (``dim``) and each registration's own (``dim.dim-g``)."""
     out = {}
     for n in MODELS:
         spec = MODELS.get(n)
         fam = getattr(spec.build, "family", None)
         if fam is not None and spec.section:
-            out[spec.section] = fam.Config
+            out[spec.section] = out[spec.model_section] = fam.Config
     return out
