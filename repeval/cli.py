@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from . import load_builtins
@@ -113,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                        parents=common)
     r.add_argument("--models", nargs="+", help="model names, space or comma separated (default: all)")
     r.add_argument("--protocols", nargs="+", help="protocol names (default: all)")
-    r.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz:DIR (default: the preset's)")
+    r.add_argument("--dataset", help="digits | cifar10 | cifar100 | stl10 | svhn | npz:DIR | imagefolder:DIR "
+                                     "(default: the preset's)")
     r.add_argument("--preset", help="budget preset (default: the --config file's, else quick)")
     r.add_argument("--config", type=Path, metavar="FILE.toml",
                    help="config values from a file (what `repeval config` prints); --set wins per key")
@@ -273,21 +275,36 @@ def cmd_run(args) -> int:
     if args.executor != "inline" or args.jobs is not None or args.devices is not None:
         from .launch import launch
         return launch(args, opts)  # one shard per model, each `repeval run` in its own job
-    ds = load_dataset(args.dataset or opts.preset.dataset, args.data_root, args.download)
     tb = opts.on_epoch = TensorBoardLog(args.tensorboard) if args.tensorboard and not args.dry_run else None
+    written, skipped, failures, shown = 0, 0, 0, []
     try:
-        summary = run(opts, ds)
+        for ds, group in datasets_for(args.dataset or opts.preset.dataset, models, args):
+            summary = run(replace(opts, models=group, rerun=tuple(r for r in opts.rerun
+                                                                  if r.partition("/")[0] in group)), ds)
+            written, skipped, failures = (written + len(summary.written), skipped + summary.skipped,
+                                          failures + len(summary.failures))
+            shown.append((ds.name, group))
     finally:
         if tb:
             tb.close()
     if args.dry_run or args.train_only:
-        return 1 if summary.failures else 0
+        return 1 if failures else 0
     if not args.no_table:
         from .summary import print_summary
-        print_summary(args.results, ds.name, models)
-    print(f"{len(summary.written)} records written, {summary.skipped} already present, "
-          f"{len(summary.failures)} failures", file=sys.stderr)
-    return 1 if summary.failures else 0
+        for label, group in shown:
+            print_summary(args.results, label, group)
+    print(f"{written} records written, {skipped} already present, {failures} failures", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def datasets_for(spec: str, models: list[str], args):
+    """(dataset, models) to run: the dataset once for every model, or, for ``imagefolder:`` data,
+    once per input size the models take (:func:`repeval.zoo.input_size_groups`), loaded lazily."""
+    from .zoo import input_size_groups
+
+    groups = input_size_groups(models) if spec.startswith("imagefolder:") else [(None, models)]
+    for size, group in groups:
+        yield load_dataset(spec, args.data_root, args.download, image_size=size), group
 
 
 def register_from_args(args) -> None:

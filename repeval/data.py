@@ -3,7 +3,8 @@
 Batches are drawn by index from these tensors once they are on the target device; there are no
 per-image PIL transforms anywhere in training or extraction (DIM_SPEC.md "Data": Normalize(0.5, 0.5),
 no augmentation). Sources: the embedded ``digits``, torchvision's formats
-(:mod:`repeval.data_torchvision`: ``cifar10``, ``cifar100``, ``stl10``, ``svhn``) and ``npz:DIR``;
+(:mod:`repeval.data_torchvision`: ``cifar10``, ``cifar100``, ``stl10``, ``svhn``), ``npz:DIR`` and
+``imagefolder:DIR`` (:mod:`repeval.data_imagefolder`);
 checks, labels and the content hash: :mod:`repeval.data_core`.
 """
 from __future__ import annotations
@@ -73,17 +74,21 @@ from . import data_torchvision  # noqa: E402,F401  (registers cifar10, cifar100,
 
 
 def dataset_names() -> list[str]:
-    return DATASETS.names() + ["npz:DIR"]
+    return DATASETS.names() + ["npz:DIR", "imagefolder:DIR"]
 
 
 def load_dataset(spec: str, data_root: str | Path | None = None, download: bool = False,
                  image_size: int | None = None) -> Dataset:
-    """``digits``, ``cifar10``, ``cifar100``, ``stl10``, ``svhn`` or ``npz:DIR``.
+    """``digits``, ``cifar10``, ``cifar100``, ``stl10``, ``svhn``, ``npz:DIR`` or ``imagefolder:DIR``.
 
     ``image_size`` resizes to that square size (the label then says so, e.g. ``cifar10-64px``);
-    None keeps each source's default (STL-10: 32, the shared encoder's input; others: native)."""
+    None keeps each source's default (STL-10 and imagefolder: 32, the shared encoder's input;
+    others: native)."""
     if spec.startswith("npz:"):
         return load_npz(spec[4:], image_size)
+    if spec.startswith("imagefolder:"):
+        from .data_imagefolder import load_imagefolder
+        return load_imagefolder(spec[len("imagefolder:"):], image_size)
     kwargs = {"download": download, "image_size": image_size}
     if data_root is not None:
         kwargs["data_root"] = data_root

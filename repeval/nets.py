@@ -32,6 +32,7 @@ class SharedEncoder(nn.Module):
     """
 
     taps = TAPS
+    input_size = 32   # images of 32x32 px (the conv stack ends at 4x4)
 
     def __init__(self, in_channels: int = 3, fc_units: int = 1024, y_dim: int = 64):
         super().__init__()

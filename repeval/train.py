@@ -56,6 +56,7 @@ class Family(nn.Module):
     section: str = ""     # --set section of the family's Config ("" = none)
     version: int = 1
     trains: bool = True   # False: the encoder is used as initialised or as loaded (random, pretrained)
+    input_size: int = SharedEncoder.input_size   # image side the encoder takes (imagefolder data is resized to it)
 
     def __init__(self, cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3):
         super().__init__()

@@ -23,7 +23,7 @@ from typing import Callable
 
 from torch import nn
 
-from .config import TrainConfig, make_config, to_dict
+from .config import ConfigError, TrainConfig, make_config, to_dict
 from .registry import MODELS
 from .storage import CheckpointError, architecture_signature, file_hash, load_checkpoint, state_dict_hash
 from .train import Family
@@ -56,6 +56,7 @@ class ModelSpec:
     source: str = "repeval"          # "repeval", "plugin", "pretrained", "backbone"
     section: str = ""                # the family's --set section ("" = none)
     code: str | None = None          # content hash of the user's file that defines it
+    input_size: int | None = None    # image side the encoder takes (None: not declared, any size)
 
     @property
     def model_section(self) -> str:
@@ -95,7 +96,7 @@ def register_model(name: str, display: str | None = None, **defaults):
         make_config(cls.Config, defaults, f"{name} (register_model)")   # bad defaults fail at import
         code = _code_hash(source_file(cls))
         spec = ModelSpec(name, shown, build, section=section, code=code,
-                         source="repeval" if code is None else "plugin")
+                         source="repeval" if code is None else "plugin", input_size=cls.input_size)
         spec_holder["spec"] = spec
         MODELS.register(name, spec)
         return cls
@@ -138,16 +139,22 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
 
 
 def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint: str | Path | None = None,
-                     display: str | None = None, source: str = "plugin") -> ModelSpec:
-    """Register a user's encoder (any ``nn.Module`` returning a mapping of taps) under ``name``."""
+                     display: str | None = None, source: str = "plugin", input_size: int | None = None) -> ModelSpec:
+    """Register a user's encoder (any ``nn.Module`` returning a mapping of taps) under ``name``.
+
+    ``input_size``: the image side it takes (default: the factory's ``input_size`` attribute, if any);
+    ``imagefolder:`` data is resized to it."""
     shown = display or name
+    input_size = input_size if input_size is not None else getattr(factory, "input_size", None)
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
+        raise ConfigError(f"register_encoder({name!r}): input_size must be a positive integer, got {input_size!r}")
 
     def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3, overrides: dict | None = None) -> Family:
         fam = FrozenEncoder(cfg, factory(), checkpoint, n_classes=n_classes)
         fam.display = shown
         return fam
     build.__wrapped__ = factory
-    spec = ModelSpec(name, shown, build, source, code=_code_hash(source_file(factory)))
+    spec = ModelSpec(name, shown, build, source, code=_code_hash(source_file(factory)), input_size=input_size)
     MODELS.register(name, spec)
     return spec
 
@@ -174,7 +181,7 @@ def register_backbone_spec(name: str, spec, display: str | None = None) -> Model
     spec.check()
     if name in MODELS and getattr(MODELS.get(name).build, "__wrapped__", None) == spec:
         return MODELS.get(name)
-    return register_encoder(name, spec, display=display, source="backbone")
+    return register_encoder(name, spec, display=display, source="backbone", input_size=spec.input_size or None)
 
 
 def encoder_identity(spec: ModelSpec, family: Family) -> dict:
@@ -205,3 +212,16 @@ def family_sections() -> dict[str, type]:
         if fam is not None and spec.section:
             out[spec.section] = out[spec.model_section] = fam.Config
     return out
+
+
+DEFAULT_INPUT_SIZE = 32   # the shared encoder's; for encoders that declare no input size
+
+
+def input_size_groups(models: list[str]) -> list[tuple[int, list[str]]]:
+    """The requested models grouped by the image side they take (:attr:`ModelSpec.input_size`, else
+    :data:`DEFAULT_INPUT_SIZE`), in order of first appearance: ``imagefolder:`` data is loaded once
+    per group, resized to that size."""
+    groups: dict[int, list[str]] = {}
+    for m in models:
+        groups.setdefault(MODELS.get(m).input_size or DEFAULT_INPUT_SIZE, []).append(m)
+    return list(groups.items())

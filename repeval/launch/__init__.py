@@ -73,12 +73,18 @@ def launch(args, opts) -> int:
     """Run or submit every model of ``opts`` as its own shard; see the module docstring."""
     from ..cli import build_parser
     from ..data import load_dataset
+    from ..zoo import input_size_groups
     from .argv import shard_argv
 
     devices = check_options(args)
     if args.executor == "inline":
         raise LaunchError("launch() needs --executor local or slurm")
-    ds = load_dataset(args.dataset or opts.preset.dataset, args.data_root, args.download)  # checked once
+    spec = args.dataset or opts.preset.dataset
+    sizes = input_size_groups(opts.models) if spec.startswith("imagefolder:") else [(None, opts.models)]
+    if len(sizes) > 1:
+        raise LaunchError(f"{spec}: the models take different input sizes ("
+                          + "; ".join(f"{s} px: {', '.join(ms)}" for s, ms in sizes) + "); launch each size separately")
+    ds = load_dataset(spec, args.data_root, args.download, image_size=sizes[0][0])  # checked once
     label = ds.name
     del ds
     launch_id = new_launch_id()
