@@ -145,7 +145,7 @@ def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint:
     ``input_size``: the image side it takes (default: the factory's ``input_size`` attribute, if any);
     ``imagefolder:`` data is resized to it."""
     shown = display or name
-    input_size = input_size if input_size is not None else getattr(factory, "input_size", None)
+    input_size = input_size or getattr(factory, "input_size", None) or None   # 0: not declared
     if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
         raise ConfigError(f"register_encoder({name!r}): input_size must be a positive integer, got {input_size!r}")
 
@@ -181,7 +181,7 @@ def register_backbone_spec(name: str, spec, display: str | None = None) -> Model
     spec.check()
     if name in MODELS and getattr(MODELS.get(name).build, "__wrapped__", None) == spec:
         return MODELS.get(name)
-    return register_encoder(name, spec, display=display, source="backbone", input_size=spec.input_size or None)
+    return register_encoder(name, spec, display=display, source="backbone")
 
 
 def encoder_identity(spec: ModelSpec, family: Family) -> dict:

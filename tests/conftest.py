@@ -3,10 +3,10 @@
 The tests mirror the source tree: tests/repeval/ for the engine (repeval/), tests/models/ for the encoder
 families (models/, installed as repeval.models), tests/protocols/ for the protocols (protocols/).
 """
+import repeval  # first: it sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP (4x less CPU on shared cores)
 import pytest
 import torch
 
-import repeval
 from repeval.mi import cpu_threads
 from repeval.progress import setup_logging
 from tests.helpers import blob_task
