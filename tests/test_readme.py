@@ -82,8 +82,17 @@ def run_bash(code: str, capsys) -> list[str]:
 
 def test_setup_has_exactly_two_commands():
     setup = README.read_text(encoding="utf-8").split("## Set up")[1].split("\n## ")[0]
-    cmds = [c for lang, info, code in (( m[1], m[2], m[3]) for m in FENCE.finditer(setup)) for c in commands(code)]
+    cmds = [c for m in FENCE.finditer(setup) for c in commands(m[3])]
     assert len(cmds) == 2 and all(c[:2] == ["pip", "install"] for c in cmds)
+
+
+def test_names_the_readme_uses_are_exported():
+    import repeval
+
+    used = set(re.findall(r"\brepeval\.(\w+)\(", README.read_text(encoding="utf-8")))
+    assert {"register_backbone", "register_encoder"} <= used
+    assert [n for n in sorted(used) if not hasattr(repeval, n)] == []
+    assert {"register_model", "Family", "register_backbone"} <= set(repeval.__all__)
 
 
 def test_every_offline_block_runs(sandbox, capsys):

@@ -144,3 +144,13 @@ def test_run_resizes_to_each_encoders_input_size(tree, tmp_path, capsys):
     rec = json.loads(next((tmp_path / "results" / labels[0] / "records" / "tiny16").rglob("*.json")).read_text())
     assert rec["tap"] == "emb" and "to 16x16 px" in rec["dataset_note"] and rec["success"]
     assert "| tiny16 / emb " in out and "| Random init / y " in out       # each dataset's tables
+
+
+def test_a_launch_needs_one_input_size(tree, capsys):
+    register_encoder("tiny16", Tiny)
+    try:
+        assert main(["run", "--dataset", f"imagefolder:{tree}", "--models", "random,tiny16", "--executor", "local"]) == 2
+    finally:
+        MODELS.unregister("tiny16")
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "32 px: random; 16 px: tiny16" in err and "launch each size separately" in err
