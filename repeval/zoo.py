@@ -17,14 +17,15 @@ weights; in both cases the content hash of the plugin file that defines it, if i
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
 from .config import TrainConfig, make_config, to_dict
-from .registry import MODELS
+from .registry import MODELS, where_defined
 from .storage import CheckpointError, architecture_signature, file_hash, load_checkpoint, state_dict_hash
 from .train import Family
 
@@ -39,6 +40,14 @@ def _code_hash(source: str | None) -> str | None:
         return file_hash(source)
     except OSError:
         return None
+
+
+def caller_location() -> str:
+    """``file:line`` of the first caller outside repeval's own code (a plugin's registration)."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIRS):
+        f = f.f_back
+    return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "unknown place"
 
 
 def source_file(obj) -> str | None:
@@ -56,6 +65,7 @@ class ModelSpec:
     source: str = "repeval"          # "repeval", "plugin", "pretrained", "backbone"
     section: str = ""                # the family's --set section ("" = none)
     code: str | None = None          # content hash of the user's file that defines it
+    origin: str = field(default="", compare=False)   # where it was registered (file:line, CLI option)
 
     def family_config(self, overrides: dict | None = None):
         """The family's resolved frozen config (defaults of this registration + ``--set`` overrides)."""
@@ -88,7 +98,7 @@ def register_model(name: str, display: str | None = None, **defaults):
         make_config(cls.Config, defaults, f"{name} (register_model)")   # bad defaults fail at import
         code = _code_hash(source_file(cls))
         spec = ModelSpec(name, shown, build, section=section, code=code,
-                         source="repeval" if code is None else "plugin")
+                         source="repeval" if code is None else "plugin", origin=where_defined(cls))
         spec_holder["spec"] = spec
         MODELS.register(name, spec)
         return cls
@@ -131,8 +141,9 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
 
 
 def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint: str | Path | None = None,
-                     display: str | None = None, source: str = "plugin") -> ModelSpec:
-    """Register a user's encoder (any ``nn.Module`` returning a mapping of taps) under ``name``."""
+                     display: str | None = None, source: str = "plugin", origin: str | None = None) -> ModelSpec:
+    """Register a user's encoder (any ``nn.Module`` returning a mapping of taps) under ``name``;
+    ``origin`` says where (default: the caller's file and line), for a duplicate name's error."""
     shown = display or name
 
     def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3, overrides: dict | None = None) -> Family:
@@ -140,7 +151,8 @@ def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint:
         fam.display = shown
         return fam
     build.__wrapped__ = factory
-    spec = ModelSpec(name, shown, build, source, code=_code_hash(source_file(factory)))
+    spec = ModelSpec(name, shown, build, source, code=_code_hash(source_file(factory)),
+                     origin=origin or caller_location())
     MODELS.register(name, spec)
     return spec
 
@@ -162,12 +174,12 @@ def register_backbone(name: str, backbone: str, *, weights: str | Path | None = 
     return register_backbone_spec(name, spec, display)
 
 
-def register_backbone_spec(name: str, spec, display: str | None = None) -> ModelSpec:
+def register_backbone_spec(name: str, spec, display: str | None = None, origin: str | None = None) -> ModelSpec:
     """Register a checked :class:`repeval.backbones.BackboneSpec` (the factory of its encoder)."""
     spec.check()
     if name in MODELS and getattr(MODELS.get(name).build, "__wrapped__", None) == spec:
         return MODELS.get(name)
-    return register_encoder(name, spec, display=display, source="backbone")
+    return register_encoder(name, spec, display=display, source="backbone", origin=origin or caller_location())
 
 
 def encoder_identity(spec: ModelSpec, family: Family) -> dict:
