@@ -172,7 +172,7 @@ class ResultsLayout:
 
     def check_location(self, path: Path, rec: Record) -> None:
         """A record counts only at the path its own identity dictates (:meth:`record`)."""
-        want = self.record(rec.model, rec.protocol, rec.tap, rec.seed, rec.epoch)
+        want = self.record(rec.model, rec.protocol, rec.tap, rec.seed, rec.epoch, train_seed(rec.config))
         if rec.dataset != self.dataset or Path(path) != want:
             raise RecordError(f"{path}: a record of {rec.dataset}/{rec.model}/{rec.protocol}/{rec.tap}/seed{rec.seed}/"
                               f"epoch{rec.epoch} belongs at {want} (a stray copy or a moved file; not counted)")
