@@ -9,8 +9,9 @@ import pandas as pd
 from .. import paper
 from ..progress import LOGGER
 from ..storage import atomic_write_text
-from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_rank,
-                    has_records, load_records, rank_agreement, timing_table)
+from ..registry import RegistryError, check_name
+from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_left_out,
+                    format_rank, has_records, load_records, rank_agreement, timing_table)
 from .compare import format_comparisons, pairwise
 from .curves import curve_table
 from .render import footnotes, render_csv, render_latex, render_markdown, table_title
@@ -84,6 +85,11 @@ def cmd_table(args) -> int:
         return _err(f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
     results = Path(args.results)
     named = [d.strip() for item in (args.dataset or []) for d in item.split(",") if d.strip()]
+    for d in named:   # a label is one path segment, as `repeval run` makes them: never a path
+        try:
+            check_name(d, "dataset label")
+        except RegistryError as e:
+            return _err(f"--dataset: {e}")
     datasets = list(dict.fromkeys(named or discover_datasets(results)))
     if not datasets:
         return _err(f"no records under {results}/<dataset>/records (run `repeval run` first)")
@@ -110,6 +116,8 @@ def cmd_table(args) -> int:
                 print(f"{ds}: no records of {', '.join(sorted(spec.protocols))}{at}: {spec.name} skipped")
                 continue
             print(f"\n{render_markdown(df, spec, []).split(chr(10) + 'Notes:')[0].rstrip()}")
+            for line in format_left_out(df):
+                LOGGER.warning(line)
             rank = _emit(df, recs, spec, out, formats, plots, written, epoch)
             if rank is not None:
                 ds_ranks.append(rank)
@@ -168,6 +176,8 @@ def print_tables(results: Path, dataset: str, models: list[str] | None = None) -
         df = build_table(recs, spec, dataset, models)
         if has_records(df):
             print("\n" + render_markdown(df, spec, []).split("\nNotes:")[0].rstrip())
+            for line in format_left_out(df):
+                print(f"repeval: warning: {line}", file=sys.stderr)
             shown = True
     if not shown:
         print(f"(no table records for {dataset})")
