@@ -129,6 +129,8 @@ def resolve_configs(opts: RunOptions) -> Resolved:
             raise ConfigError(f"preset '{opts.preset.name}' has no budget for protocol '{name}' "
                               f"(add a '{name}' section to the preset, or --set {name}.KEY=VALUE)")
         proto_cfgs[name] = make_config(spec.config_cls, sections.get(name), name)
+    for name in set(opts.overrides) & set(PROTOCOLS.names()) - set(opts.protocols):   # --set of a protocol not run:
+        make_config(PROTOCOLS.get(name).config_cls, sections.get(name), name)         # still checked
     families = {sec: kv for sec, kv in sections.items() if sec in fams}
     for m in opts.models:
         MODELS.get(m).family_config(families)

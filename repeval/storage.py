@@ -136,6 +136,9 @@ def open_regular(path: str | Path, flags: int, mode: int = 0o666) -> int:
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise OSError(e.errno, "is a symbolic link; refusing to follow it", str(path)) from None
+        why = not_regular(path) if os.path.lexists(path) else None
+        if why is not None:   # e.g. a FIFO without a reader (ENXIO)
+            raise OSError(errno.EINVAL, f"is {why}, not a regular file", str(path)) from None
         raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):

@@ -38,8 +38,7 @@ def shard_state(folder: Path, shard: dict) -> tuple[str, str]:
 
 
 def _records(results: Path, dataset: str, model: str) -> int:
-    layout = ResultsLayout(results, dataset)
-    return sum(1 for p in layout.record_files() if p.relative_to(layout.records_dir).parts[0] == model)
+    return len(ResultsLayout(results, dataset).scan(model)[0])   # the records that count, as run and table see them
 
 
 def _latest(workdir: Path, wanted: str | None) -> tuple[Path, dict] | None:
