@@ -11,8 +11,13 @@ Per model, each stage a function:
 3. :func:`extract_features` extracts every tap once per (encoder weights, dataset, split) into the
    feature cache.
 4. :func:`evaluate` runs each owed record's protocol and writes the record atomically. A failing
-   protocol writes a record with ``success: false`` and the run goes on; a diverging model or a bad
-   checkpoint is reported in one line and the run goes on with the next model.
+   protocol writes a record with ``success: false`` (never over a successful one) and the run goes
+   on; a diverging model, a bad checkpoint or a folder that cannot be written is reported in one
+   line and the run goes on with the next model.
+
+A successful record of another identity at a record's path (a changed ``--set``, new weights, a
+bumped ``version``) is kept and reported until ``--rerun`` or ``--force`` asks for it; records are
+found through :meth:`repeval.records.ResultsLayout.scan`, the walker ``repeval table`` uses.
 """
 from __future__ import annotations
 
