@@ -175,7 +175,7 @@ class ResultsLayout:
         want = self.record(rec.model, rec.protocol, rec.tap, rec.seed, rec.epoch, train_seed(rec.config))
         if rec.dataset != self.dataset or Path(path) != want:
             raise RecordError(f"{path}: a record of {rec.dataset}/{rec.model}/{rec.protocol}/{rec.tap}/seed{rec.seed}/"
-                              f"epoch{rec.epoch} belongs at {want} (a stray copy or a moved file; not counted)")
+                              f"epoch{rec.epoch} belongs at {want} (a stray copy or a moved file)")
 
     def read_record(self, path: Path) -> Record:
         """The valid record at ``path``, checked to be at its own path; :class:`RecordError` otherwise."""
@@ -190,10 +190,10 @@ class ResultsLayout:
         top = self.records_dir if model is None else self.records_dir / model
         good, problems = {}, []
         if model is not None and top.is_symlink():
-            return good, [f"{top}: {LINK_NOTE}; not counted"]
+            return good, [f"{top}: {LINK_NOTE}"]
         for p, why in walk_records(top):
             if why is not None:
-                problems.append(f"{p}: {why}; not counted")
+                problems.append(f"{p}: {why}")
                 continue
             try:
                 good[p] = self.read_record(p)
@@ -222,8 +222,8 @@ class ResultsLayout:
 def walk_records(top: Path):
     """``(path, None)`` for every regular ``*.json`` file under ``top``, in sorted path order, and
     ``(path, why)`` for every entry below ``top`` that is not counted: a symbolic link (file or
-    folder: never followed; ``top`` itself is), or a ``*.json`` that is not a regular file (FIFO, device, socket). Folders are
-    descended (a folder named ``x.json`` too); other files (figures, READMEs) are passed over."""
+    folder: never followed; ``top`` itself is), or a ``*.json`` that is not a regular file (FIFO,
+    device, socket, folder). Other folders are descended; other files (figures) are passed over."""
     if Path(top).is_dir():
         yield from _walk(Path(top))
 
@@ -239,6 +239,9 @@ def _walk(folder: Path):
         if e.is_symlink():
             yield p, LINK_NOTE
         elif e.is_dir(follow_symlinks=False):
-            yield from _walk(p)
+            if e.name.endswith(".json"):
+                yield p, "a directory, not a record file"
+            else:
+                yield from _walk(p)
         elif e.name.endswith(".json"):
             yield (p, None) if e.is_file(follow_symlinks=False) else (p, f"{not_regular(p)}, not a record file")

@@ -143,7 +143,7 @@ def resolve_configs(opts: RunOptions) -> Resolved:
         raise ConfigError(f"--seeds must be in [1, {MAX_SEEDS}], got {opts.seeds}")
     if (any(t < 0 for t in opts.train_seeds) or len(set(opts.train_seeds)) != len(opts.train_seeds)
             or len(opts.train_seeds) > MAX_SEEDS):
-        raise ConfigError(f"--train-seeds must be at most {MAX_SEEDS} distinct integers >= 0, "
+        raise ConfigError(f"--train-seeds must be distinct integers >= 0 (at most {MAX_SEEDS} of them), "
                           f"got {list(opts.train_seeds)[:10]}")
     _check_device(opts.device)
     for item in opts.rerun:

@@ -97,7 +97,7 @@ def cmd_table(args) -> int:
     for ds in datasets:
         recs, problems = load_records(results, ds)
         for p in problems:
-            LOGGER.warning(f"skipping unreadable record {p}")
+            LOGGER.warning(f"not counted: {p}")
         if not recs:
             return _err(f"no records for dataset '{ds}' under {results / ds / 'records'}")
         loaded[ds] = recs
@@ -170,7 +170,7 @@ def print_tables(results: Path, dataset: str, models: list[str] | None = None) -
     """The tables (no footnotes) on stdout: what ``repeval run`` prints at its end."""
     recs, problems = load_records(results, dataset)
     for p in problems:
-        print(f"repeval: warning: skipping unreadable record {p}", file=sys.stderr)
+        print(f"repeval: warning: not counted: {p}", file=sys.stderr)
     shown = False
     for spec in TABLES:
         df = build_table(recs, spec, dataset, models)

@@ -356,11 +356,12 @@ def test_record_files_that_are_not_regular_files_are_skipped_in_one_line_each(do
     capsys.readouterr()
     assert main(["table", "--results", str(results), "--dataset", "digits", "--no-plots", "--format", "csv"]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert len(warned) == 4, warned
-    for words in ("fifo.json: a FIFO", "zero.json: a symbolic link", "nested too deeply", "huge.json"):
+    assert len(warned) == 5, warned
+    for words in ("fifo.json: a FIFO", "zero.json: a symbolic link", "dir.json: a directory", "nested too deeply",
+                  "huge.json: unreadable record (larger than 64 MiB)"):
         assert any(words in line for line in warned), (words, warned)
     recs, problems = cli_tables().load_records(results, "digits")
-    assert len(recs) == n_valid and len(problems) == 4
+    assert len(recs) == n_valid and len(problems) == 5
 
 
 def cli_tables():

@@ -92,7 +92,7 @@ def test_a_failure_never_replaces_a_successful_record(tmp_path, random_run, caps
     ("mlp.hidden=1000000000000", "mlp.hidden must be <= 65536"),
     ("linear.weight_decays=", "linear: weight_decays >= 0 (at least one)"),
     ("svm.c_grid=" + ",".join(["1"] * 1001), "svm.c_grid needs 1 to 1000 values, got 1001"),
-])
+], ids=["knn.k empty", "knn.temperature 0", "mlp.hidden 1e12", "linear.weight_decays empty", "svm.c_grid 1001"])
 def test_every_protocol_config_is_checked_when_it_resolves(tmp_path, random_run, capsys, setting, words):
     before = {p: p.read_bytes() for p in (tmp_path / "results").rglob("*.json")}
     capsys.readouterr()
