@@ -65,7 +65,7 @@ def check_options(args) -> list[str]:
         raise LaunchError("--dry-run shows the plan in this process: drop --executor")
     for name, value, lo, hi in _counts(args):
         if value is not None and not lo <= value <= hi:
-            raise LaunchError(f"{name} must be in [{lo:g}, {hi:g}], got {value:g}")
+            raise LaunchError(f"{name} must be in [{lo}, {hi}], got {value}")
     if args.executor == "slurm" and args.devices:
         raise LaunchError("--devices is for --executor local; on Slurm use --device cuda with --slurm-gpus")
     devices = parse_devices(args.devices, args.device) if args.executor == "local" else [args.device]
