@@ -156,7 +156,7 @@ def _display(model: str, fallback: str) -> str:
 
 def stale(rec: dict) -> bool:
     """Whether a record was computed by another version of its family or protocol than the code's now
-    (its numbers stand, but a rerun would compute them anew)."""
+    (its numbers stand; `repeval run --rerun` computes them anew)."""
     cfg = rec.get("config") or {}
     proto = rec.get("protocol")
     if proto in PROTOCOLS and cfg.get("protocol_version") != PROTOCOLS.get(proto).version:
