@@ -166,10 +166,11 @@ def stale(rec: dict) -> bool:
 
 
 def configuration(rec: dict) -> str:
-    """What a cell's records must share: the record's identity but its probe seed, its tap and the
-    encoder's training seed (a seeded initialisation's weights follow from its seed)."""
-    cfg = {k: v for k, v in (rec.get("config") or {}).items() if k not in ("seed", "tap")}
-    enc = dict(cfg.get("encoder") or {})
+    """What a cell's records must share: the record's identity but its probe seed, its tap, the
+    encoder's training seed (a seeded initialisation's weights follow from its seed) and the code
+    versions (an older version is flagged stale, :func:`stale`, not separated)."""
+    cfg = {k: v for k, v in (rec.get("config") or {}).items() if k not in ("seed", "tap", "protocol_version")}
+    enc = {k: v for k, v in (cfg.get("encoder") or {}).items() if k != "version"}
     if "seed" in enc:
         enc.pop("seed")
         enc.pop("weights", None)
