@@ -221,7 +221,7 @@ def test_a_plugin_calling_sys_exit_is_an_error(tmp_path, tiny_run, capsys):
 
 
 def test_a_model_named_twice_runs_once(tmp_path, tiny_run, capsys):
-    assert main(tiny_run(models="random,random", protocols="mlp,mlp")) == 0
+    assert main(tiny_run("--force", models="random,random", protocols="mlp,mlp")) == 0   # --force: twice before
     assert "3 records written" in capsys.readouterr().err
 
 
