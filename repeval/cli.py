@@ -309,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:   # unwritable or full folders, unreadable files: which file, in which folder
         LOGGER.error(describe_os_error(e, folders))
         return 2
-    except SystemExit as e:   # a plugin's or protocol's sys.exit() is not the run's outcome
+    except SystemExit as e:   # a plugin's or protocol's sys.exit(0) is not a successful run
+        if e.code not in (0, None):
+            raise             # a failing exit stays one (submitit's requeue exits this way)
         LOGGER.error(f"something called sys.exit({e.code!r}) while running `{args.command}` "
                      "(a plugin or a user's encoder?); stopped, finished records are kept")
         return 2
