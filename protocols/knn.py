@@ -30,6 +30,10 @@ class KNNConfig:
     temperature: float = 0.07
     chunk_size: int = 512         # test features per similarity block
 
+    def __post_init__(self):   # checked when the config resolves, before any work
+        if not self.k or min(self.k) < 1 or self.temperature <= 0 or self.chunk_size < 1:
+            raise ConfigError(f"knn: k must be positive integers, temperature > 0, chunk_size >= 1; got {self}")
+
 
 def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor, n_classes: int,
                 ks: tuple[int, ...], temperature: float, chunk_size: int = 512) -> dict[int, torch.Tensor]:
@@ -69,8 +73,6 @@ REPORT = Reporting(
 @register_protocol("knn", KNNConfig, taps="all", display="Weighted kNN", every_epoch=True, report=REPORT)
 def knn_protocol(inp: ProtocolInput, cfg: KNNConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Weighted kNN of ``inp.test`` features among ``inp.train`` features; accuracy in % per k."""
-    if not cfg.k or min(cfg.k) < 1 or cfg.temperature <= 0 or cfg.chunk_size < 1:
-        raise ConfigError(f"knn: k must be positive integers, temperature > 0, chunk_size >= 1; got {cfg}")
     dev = torch.device(device)
     xtr = inp.train.features.to(dev, torch.float32)
     ytr = inp.train.labels.to(dev)

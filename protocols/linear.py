@@ -44,6 +44,11 @@ class LinearConfig:
     history_size: int = 20
     refit: bool = True
 
+    def __post_init__(self):   # checked when the config resolves, before any work
+        if not self.weight_decays or min(self.weight_decays) < 0 or not 0 < self.val_fraction < 1 or self.max_iter < 1:
+            raise ConfigError(f"linear: weight_decays >= 0 (at least one), 0 < val_fraction < 1, max_iter >= 1; "
+                              f"got {self}")
+
 
 def loss_grad(x: torch.Tensor, y: torch.Tensor, w_row: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
               weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -102,8 +107,6 @@ REPORT = Reporting(
 @register_protocol("linear", LinearConfig, taps="all", display="Linear probe", report=REPORT)
 def linear_protocol(inp: ProtocolInput, cfg: LinearConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Fit the linear probe on ``inp.train`` features; test accuracy in % (see the module docstring)."""
-    if not cfg.weight_decays or min(cfg.weight_decays) < 0 or not 0 < cfg.val_fraction < 1 or cfg.max_iter < 1:
-        raise ConfigError(f"linear: weight_decays >= 0 (at least one), 0 < val_fraction < 1, max_iter >= 1; got {cfg}")
     dev = torch.device(device)
     xtr, xte = zscore(inp.train.features.to(dev, torch.float32), inp.test.features.to(dev, torch.float32))
     ytr, yte = inp.train.labels.to(dev), inp.test.labels.to(dev)

@@ -1,4 +1,5 @@
 """repeval: benchmark learned image representations with the Deep InfoMax evaluation protocols."""
+import importlib
 import os
 
 # The one environment default repeval sets, and only if the user has not: OpenMP threads that
@@ -8,14 +9,22 @@ import os
 # provenance (``repeval.provenance.runtime``).
 OMP_WAIT_POLICY_FROM_USER = "OMP_WAIT_POLICY" in os.environ
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from .config import TrainConfig  # noqa: E402
-from .nets import SharedEncoder
-from .protocol import ProtocolInput, register_protocol
-from .registry import DATASETS, MODELS, PROTOCOLS
-from .train import Family
-from .zoo import register_backbone, register_encoder, register_model
 
 __version__ = "0.1.0"
+
+# The public API, imported on first use (PEP 562): importing the package itself loads no torch, so
+# the console command (repeval.entry) can turn a Ctrl-C during the heavy imports into a clean exit.
+_API = {"TrainConfig": "config", "SharedEncoder": "nets", "ProtocolInput": "protocol",
+        "register_protocol": "protocol", "DATASETS": "registry", "MODELS": "registry", "PROTOCOLS": "registry",
+        "Family": "train", "register_encoder": "zoo", "register_model": "zoo", "register_backbone": "zoo"}
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 def load_builtins() -> None:
@@ -24,6 +33,4 @@ def load_builtins() -> None:
     import repeval.protocols  # noqa: F401
 
 
-__all__ = ["TrainConfig", "SharedEncoder", "ProtocolInput", "register_protocol", "DATASETS", "MODELS",
-           "PROTOCOLS", "Family", "register_backbone", "register_encoder", "register_model", "load_builtins",
-           "__version__"]
+__all__ = [*_API, "load_builtins", "__version__"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -329,7 +329,7 @@ def default_taps(model: nn.Module, source: str, size: int = 32) -> tuple[str, ..
 class BackboneOptions:
     """The ``,key=value`` options of ``--backbone NAME=SOURCE:ARCH[:WEIGHTS][,key=value...]``."""
 
-    taps: tuple[str, ...] = ()   # graph node names (NODE or NODE:TAP) joined with '+' on the command line
+    taps: tuple[str, ...] = field(default=(), metadata={"min_len": 0})   # graph nodes (NODE or NODE:TAP) joined with '+' (none: default)
     input_size: int = 0
     normalize: str = "auto"
     pool: bool = True

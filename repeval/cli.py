@@ -21,6 +21,7 @@ from .config import ConfigError, format_sections, merge_overrides, parse_overrid
 from .config_file import read_config_file
 from .data import DataError, dataset_names, load_dataset
 from .features import EncoderContractError
+from .guards import check_log_file, describe_os_error
 from .launch import LaunchError
 from .launch.options import add_run_options, add_status_command
 from .plugins import PluginError, load_plugin
@@ -261,8 +262,8 @@ def _int_list(text: str | None, flag: str) -> tuple[int, ...]:
 def cmd_run(args) -> int:
     from .runner import run
 
-    models = _listarg(args.models) or MODELS.names()
-    protocols = _listarg(args.protocols) or PROTOCOLS.names()
+    models = list(dict.fromkeys(_listarg(args.models) or MODELS.names()))     # a name given twice runs once
+    protocols = list(dict.fromkeys(_listarg(args.protocols) or PROTOCOLS.names()))
     for m in models:
         MODELS.get(m)
     for q in protocols:
@@ -319,10 +320,10 @@ def register_from_args(args) -> None:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
-        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained")
+        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained", origin=f"--pretrained {item}")
     for item in args.backbone:
         name, spec, display = parse_backbone_arg(item, download=getattr(args, "download", False))
-        register_backbone_spec(name, spec, display)
+        register_backbone_spec(name, spec, display, origin=f"--backbone {item}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,15 +334,25 @@ def main(argv: list[str] | None = None) -> int:
     ours = previous == signal.SIG_DFL and threading.current_thread() is threading.main_thread()
     if ours:
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(signal, "SIGXFSZ"):   # a file-size limit: an OSError naming the file, not a killed process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    folders = _folders(args)
     try:
+        setup_logging(-1 if args.quiet else args.verbose, None)
+        check_log_file(args.log_file, folders)
         setup_logging(-1 if args.quiet else args.verbose, args.log_file)
         return _dispatch(args)
     except USER_ERRORS as e:
         LOGGER.error(str(e))
         return 2
-    except OSError as e:   # unwritable or full folders, unreadable files
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        LOGGER.error(f"{e.strerror or e}{where}")
+    except OSError as e:   # unwritable or full folders, unreadable files: which file, in which folder
+        LOGGER.error(describe_os_error(e, folders))
+        return 2
+    except SystemExit as e:   # a plugin's or protocol's sys.exit(0) is not a successful run
+        if e.code not in (0, None):
+            raise             # a failing exit stays one (submitit's requeue exits this way)
+        LOGGER.error(f"something called sys.exit({e.code!r}) while running `{args.command}` "
+                     "(a plugin or a user's encoder?); stopped, finished records are kept")
         return 2
     except Terminated:
         print("repeval: terminated (SIGTERM); finished records are kept, rerun to resume", file=sys.stderr)
@@ -352,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if ours:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _folders(args) -> dict[str, Path]:
+    """The folders a command writes to (results and work for ``run``, ``table`` and ``status``)."""
+    return {"results": Path(getattr(args, "results", None) or "results"),
+            "work": Path(getattr(args, "workdir", None) or ".repeval")}
 
 
 def _dispatch(args) -> int:

@@ -32,7 +32,7 @@ class TrainConfig:
     """
 
     epochs: int = field(default=1000, metadata={"min": 0})
-    eval_epochs: tuple[int, ...] = ()
+    eval_epochs: tuple[int, ...] = field(default=(), metadata={"min_len": 0})
     batch_size: int = 64
     lr: float = 1e-4
     beta1: float = 0.5
@@ -73,12 +73,47 @@ POSITIVE = ("epochs", "steps", "batch_size", "lr", "hidden", "width", "units", "
             "patience", "k", "seeds")
 
 
+# Upper bounds on counts and sizes (by field name or ``*_name``), far above any budget in a preset and
+# low enough that a typo (an extra zero or three) is an error before any work, not a failed allocation.
+MAXIMA = {"hidden": 1 << 16, "width": 1 << 16, "units": 1 << 16, "channels": 1 << 16, "features": 1 << 16,
+          "epochs": 100_000, "steps": 10_000_000, "batch_size": 1 << 20, "chunk_size": 1 << 20, "k": 1 << 20,
+          "layers": 1000, "shuffles": 10_000, "seeds": 100, "folds": 1000, "max_iter": 1_000_000,
+          "history_size": 10_000, "max_cycles": 10_000, "grid_n": 1024, "scales": 16, "win": 1023}
+MAX_INT = 2 ** 31 - 1   # any other integer setting
+MAX_LEN = 1000          # entries of a list setting
+
+
+def _maximum(name: str) -> int | None:
+    return next((m for n, m in MAXIMA.items() if name == n or name.endswith("_" + n)), None)
+
+
+def check_types(cfg: Any, where: str, hints: Mapping[str, Any] | None = None) -> None:
+    """Every field holds its annotated type (``int``, ``float``, ``str``, ``bool`` or a tuple of
+    them): a preset, a plugin's defaults or a JSON value cannot smuggle in a string or a list."""
+    hints = typing.get_type_hints(type(cfg)) if hints is None else hints
+    for f in fields(cfg):
+        typ, v = hints.get(f.name), getattr(cfg, f.name)
+        inner = typing.get_args(typ)[0] if typing.get_origin(typ) is tuple and typing.get_args(typ) else None
+        for t, x in ([(tuple, v)] + [(inner, e) for e in v] if inner is not None and isinstance(v, tuple)
+                     else [(typing.get_origin(typ) or typ, v)]):
+            ok = (not isinstance(t, type) or isinstance(x, t) or (t is float and isinstance(x, int)))
+            if t in (int, float) and isinstance(x, bool):
+                ok = False
+            if not ok:
+                raise ConfigError(f"{where}.{f.name} must be {getattr(typ, '__name__', typ)}, got {v!r}")
+
+
 def check_ranges(cfg: Any, where: str) -> None:
     """Every numeric field finite; the :data:`POSITIVE` ones above zero; a field with
-    ``metadata={"min": m}`` at least m. Called for every config by :func:`make_config`, before any
-    data is loaded, so a value that makes no sense is a one-line error, not an empty result."""
+    ``metadata={"min": m}`` at least m; counts and sizes at most their :data:`MAXIMA` (any integer at
+    most :data:`MAX_INT`); a tuple non-empty (unless ``metadata={"min_len": 0}``) and at most
+    :data:`MAX_LEN` long. Called for every config by :func:`make_config`, before any data is loaded,
+    so a value that makes no sense is a one-line error, not an empty result or a failed record."""
     for f in fields(cfg):
         v = getattr(cfg, f.name)
+        if isinstance(v, tuple) and not f.metadata.get("min_len", 1) <= len(v) <= MAX_LEN:
+            raise ConfigError(f"{where}.{f.name} needs {f.metadata.get('min_len', 1)} to {MAX_LEN} values, "
+                              f"got {len(v)}")
         for x in (v if isinstance(v, tuple) else (v,)):
             if isinstance(x, bool) or not isinstance(x, (int, float)):
                 continue
@@ -90,6 +125,9 @@ def check_ranges(cfg: Any, where: str) -> None:
                 raise ConfigError(f"{where}.{f.name} must be >= {f.metadata['min']}, got {v}")
             if positive and "min" not in f.metadata and (x < 1 if isinstance(x, int) else x <= 0):
                 raise ConfigError(f"{where}.{f.name} must be {'>= 1' if isinstance(x, int) else '> 0'}, got {v}")
+            top = _maximum(f.name) or (MAX_INT if isinstance(x, int) else None)
+            if top is not None and x > top:
+                raise ConfigError(f"{where}.{f.name} must be <= {top}, got {v}")
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -133,6 +171,7 @@ def make_config(cls: type, overrides: Mapping[str, Any] | None = None, where: st
         raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
+    check_types(cfg, where, hints)
     check_ranges(cfg, where)
     return cfg
 

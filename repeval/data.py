@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .data_core import (DEFAULT_DATA_ROOT, DataError, Dataset, Source, assemble,  # noqa: F401
-                        check_input_size, content_hash, from_uint8_nhwc)
+                        check_input_size, check_npz_sizes, content_hash, from_uint8_nhwc)
 from .registry import DATASETS
 
 # npz contents recognised by their content hash (data_core.content_hash of the checked arrays: train
@@ -59,6 +59,7 @@ def load_npz(directory: str | Path, image_size: int | None = None) -> Dataset:
         p = d / f"{split}.npz"
         if not p.is_file():
             raise DataError(f"npz dataset: missing {p} (expected {d}/train.npz and {d}/test.npz)")
+        check_npz_sizes(p)
         try:
             with np.load(p) as z:
                 raw.append((z["x"], z["y"]))

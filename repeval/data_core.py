@@ -14,7 +14,9 @@ neither overwrite those records nor be compared with the paper.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -88,8 +90,12 @@ def safe_label(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip("._-") or "data"
 
 
+MAX_CLASSES = 100_000   # labels 0 .. MAX_CLASSES - 1 (ImageNet-21k has 21,841 classes)
+
+
 def int_labels(y, where: str) -> np.ndarray:
-    """Labels as int64 (N,); integral floats are accepted, fractions, NaN and strings are not."""
+    """Labels as int64 (N,); integral floats are accepted, fractions, NaN and strings are not, nor
+    labels outside [0, MAX_CLASSES) (checked before the cast, so a uint64 is never read as negative)."""
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"{where}: labels must have shape (N,), got {y.shape}")
@@ -100,7 +106,52 @@ def int_labels(y, where: str) -> np.ndarray:
     elif y.dtype.kind not in "iubf":
         raise DataError(f"{where}: labels must be integers, got dtype {y.dtype}"
                         + (f" (e.g. {y[0].item()!r})" if y.size else ""))
+    if y.size and y.dtype.kind != "b":
+        lo, hi = y.min().item(), y.max().item()
+        if lo < 0:
+            raise DataError(f"{where}: negative label {int(lo)}")
+        if hi >= MAX_CLASSES:
+            raise DataError(f"{where}: label {int(hi)} is implausible (at most {MAX_CLASSES} classes, "
+                            f"labels 0..{MAX_CLASSES - 1})")
     return y.astype(np.int64)
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine (bytes); 16 GiB where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def check_npz_sizes(path: Path, keys: tuple[str, ...] = ("x", "y")) -> None:
+    """Before any array of the npz file ``path`` is decompressed: each ``keys`` entry's declared size
+    (shape x item size, from its .npy header) must match the bytes the archive says it holds and fit
+    in half this machine's memory, so a decompression bomb is a one-line DataError, not an OOM kill."""
+    limit = memory_bytes() // 2
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for key in keys:
+                try:
+                    info = zf.getinfo(f"{key}.npy")
+                except KeyError:
+                    continue   # np.load names the missing array
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0(f))
+                    header = f.tell()
+                if dtype.hasobject:
+                    continue   # np.load refuses pickled arrays itself
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > limit:
+                    raise DataError(f"{path}: array '{key}' {tuple(shape)} {dtype} would take {declared / 2**30:.1f} "
+                                    f"GiB, more than half this machine's memory ({limit / 2**30:.1f} GiB)")
+                if declared != info.file_size - header:
+                    raise DataError(f"{path}: array '{key}' declares {declared} bytes but the archive holds "
+                                    f"{info.file_size - header} (corrupt or crafted file)")
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable npz archive ({type(e).__name__}: {e})") from None
 
 
 def check_split(x, y, where: str) -> tuple[np.ndarray, np.ndarray]:

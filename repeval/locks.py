@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .progress import log
+from .storage import open_regular
 
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+class LockRefused(OSError):
+    """The lock path is a symbolic link or not a regular file: it is neither followed nor written."""
 
 
 class LockBusy(RuntimeError):
@@ -68,8 +73,11 @@ def model_lock(path: str | Path, wait: bool = True, timeout: float | None = None
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:   # a read-only workdir: the run itself says what it cannot write, if anything
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EINVAL):   # a symlink or a non-file in its place: never written through
+            raise LockRefused(f"lock file {path} {e.strerror}") from None
+        # a read-only workdir: the run itself says what it cannot write, if anything
         log(f"warning: cannot lock {path} ({e.strerror}); concurrent runs on this folder may repeat work")
         yield
         return
@@ -109,7 +117,7 @@ def model_lock(path: str | Path, wait: bool = True, timeout: float | None = None
 def lock_holder(path: str | Path) -> str | None:
     """The holder's line if ``path`` is locked by a live process, else None (never creates the file)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path, os.O_RDONLY)
     except OSError:
         return None
     try:

@@ -23,6 +23,9 @@ def load_plugin(path: str | Path) -> None:
     sys.modules[mod_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:   # sys.exit(0) in a plugin must not end the run with success
+        del sys.modules[mod_name]
+        raise PluginError(f"plugin {p} called sys.exit({e.code!r}) while loading") from None
     except Exception as e:
         del sys.modules[mod_name]
         raise PluginError(f"plugin {p} failed to load: {type(e).__name__}: {e}") from None

@@ -9,6 +9,7 @@ stderr is not a terminal or with ``--quiet``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Mapping
@@ -16,6 +17,7 @@ from typing import Mapping
 from tqdm.auto import tqdm
 
 from .config import ConfigError
+from .storage import open_regular
 
 LOGGER = logging.getLogger("repeval")
 
@@ -51,6 +53,31 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
+class _LogFile(logging.StreamHandler):
+    """``--log-file``: appends to a regular file, never through a symlink (:func:`open_regular`). A
+    write that fails (full disk, file-size limit) detaches the handler and raises one OSError naming
+    the file, instead of logging's traceback on stderr."""
+
+    def __init__(self, path: Path):
+        super().__init__(os.fdopen(open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8"))
+        self.path = path
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            return super().handleError(record)
+        LOGGER.removeHandler(self)
+        self.close()
+        raise OSError(exc.errno, f"--log-file {self.path}: {exc.strerror or exc}; no longer logging to it") from None
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        super().close()
+
+
 def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> None:
     """Configure the ``repeval`` logger for the command line (idempotent: replaces its own handlers).
 
@@ -71,7 +98,7 @@ def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> Non
         path = Path(log_file)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(path, encoding="utf-8")
+            fh = _LogFile(path)
         except OSError as e:
             raise ConfigError(f"--log-file: cannot open {path}: {e.strerror or e}") from None
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

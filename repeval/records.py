@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .config import config_hash
-from .storage import atomic_write_json, read_json
+from .storage import atomic_write_json, not_regular, read_json
 
 SCHEMA = 2
+LINK_NOTE = "a symbolic link (records are neither read nor written through links under records/)"
+IDENTITY_FIELDS = ("model", "dataset", "protocol", "tap", "seed", "epoch")   # each also inside ``config``
 
 
 class RecordError(ValueError):
@@ -102,13 +105,24 @@ class Record:
             raise RecordError(f"{where}: metrics do not match their checksum (edited or corrupted)")
         if config_hash(kw["config"]) != kw["config_hash"]:
             raise RecordError(f"{where}: config does not match its config_hash (edited or corrupted)")
+        for k in IDENTITY_FIELDS:   # the fields the tables group by are checked against the hashed config
+            if kw["config"].get(k) != kw[k]:
+                raise RecordError(f"{where}: field '{k}' is {kw[k]!r} but its config says "
+                                  f"{kw['config'].get(k)!r} (edited or corrupted)")
+        if kw["success"] != (bool(kw["metrics"]) and kw.get("error") is None):   # metrics are checksummed
+            raise RecordError(f"{where}: success is {kw['success']} but the record has "
+                              f"{'metrics' if kw['metrics'] else 'no metrics'} and "
+                              f"{'an error' if kw.get('error') is not None else 'no error'} (edited or corrupted)")
         return cls(**kw)
 
     @classmethod
     def read(cls, path: str | Path) -> "Record":
+        """Read and validate a record file (a regular file of bounded size, never through a link)."""
         try:
             obj = read_json(path)
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            raise RecordError(f"{path}: unreadable record ({e.strerror or e})") from None
+        except ValueError as e:
             raise RecordError(f"{path}: unreadable record ({type(e).__name__}: {e})") from None
         return cls.from_json(obj, path)
 
@@ -153,15 +167,81 @@ class ResultsLayout:
         return self.root / name
 
     def record_files(self) -> list[Path]:
-        return sorted(self.records_dir.rglob("*.json")) if self.records_dir.is_dir() else []
+        """Every regular ``*.json`` file under ``records/`` reached without a symbolic link."""
+        return [p for p, why in walk_records(self.records_dir) if why is None]
+
+    def check_location(self, path: Path, rec: Record) -> None:
+        """A record counts only at the path its own identity dictates (:meth:`record`)."""
+        want = self.record(rec.model, rec.protocol, rec.tap, rec.seed, rec.epoch, train_seed(rec.config))
+        if rec.dataset != self.dataset or Path(path) != want:
+            raise RecordError(f"{path}: a record of {rec.dataset}/{rec.model}/{rec.protocol}/{rec.tap}/seed{rec.seed}/"
+                              f"epoch{rec.epoch} belongs at {want} (a stray copy or a moved file)")
+
+    def read_record(self, path: Path) -> Record:
+        """The valid record at ``path``, checked to be at its own path; :class:`RecordError` otherwise."""
+        rec = Record.read(path)
+        self.check_location(path, rec)
+        return rec
+
+    def scan(self, model: str | None = None) -> tuple[dict[Path, Record], list[str]]:
+        """The one walk over ``records/`` (or ``records/<model>/``) that both ``repeval run`` and
+        ``repeval table`` use: path -> valid record, and one line per file that does not count
+        (invalid, misplaced, a link, not a regular file)."""
+        top = self.records_dir if model is None else self.records_dir / model
+        good, problems = {}, []
+        if model is not None and top.is_symlink():
+            return good, [f"{top}: {LINK_NOTE}"]
+        for p, why in walk_records(top):
+            if why is not None:
+                problems.append(f"{p}: {why}")
+                continue
+            try:
+                good[p] = self.read_record(p)
+            except RecordError as e:
+                problems.append(str(e))
+        return good, problems
 
     def read_records(self, on_invalid=None) -> list[Record]:
         """Every valid record of this dataset; ``on_invalid(RecordError)`` is called for the others."""
-        out = []
-        for p in self.record_files():
-            try:
-                out.append(Record.read(p))
-            except RecordError as e:
-                if on_invalid:
-                    on_invalid(e)
-        return out
+        good, problems = self.scan()
+        for line in problems:
+            if on_invalid:
+                on_invalid(RecordError(line))
+        return list(good.values())
+
+    def link_in(self, path: Path) -> Path | None:
+        """The first folder below ``records/`` on the way to ``path`` that is a symbolic link, or
+        None: records are neither read nor written through links (``records/`` itself may be one)."""
+        p = Path(path)
+        for q in reversed([q for q in p.parents if self.records_dir in q.parents]):
+            if q.is_symlink():
+                return q
+        return None
+
+
+def walk_records(top: Path):
+    """``(path, None)`` for every regular ``*.json`` file under ``top``, in sorted path order, and
+    ``(path, why)`` for every entry below ``top`` that is not counted: a symbolic link (file or
+    folder: never followed; ``top`` itself is), or a ``*.json`` that is not a regular file (FIFO,
+    device, socket, folder). Other folders are descended; other files (figures) are passed over."""
+    if Path(top).is_dir():
+        yield from _walk(Path(top))
+
+
+def _walk(folder: Path):
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as e:
+        yield folder, f"unreadable folder ({e.strerror})"
+        return
+    for e in entries:
+        p = Path(e.path)
+        if e.is_symlink():
+            yield p, LINK_NOTE
+        elif e.is_dir(follow_symlinks=False):
+            if e.name.endswith(".json"):
+                yield p, "a directory, not a record file"
+            else:
+                yield from _walk(p)
+        elif e.name.endswith(".json"):
+            yield (p, None) if e.is_file(follow_symlinks=False) else (p, f"{not_regular(p)}, not a record file")

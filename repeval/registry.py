@@ -38,7 +38,10 @@ def did_you_mean(name: Any, valid) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _where(obj: Any) -> str:
+def where_defined(obj: Any) -> str:
+    """Where ``obj`` was defined or registered: its ``origin`` if it carries one, else ``file:line``."""
+    if getattr(obj, "origin", ""):
+        return obj.origin
     try:
         target = inspect.unwrap(obj)
         return f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"
@@ -61,8 +64,8 @@ class Registry(Generic[T]):
         check_name(name, self.kind)
         if name in self._items:
             raise RegistryError(
-                f"duplicate {self.kind} name '{name}': defined at {_where(self._items[name])} "
-                f"and again at {_where(obj)}")
+                f"duplicate {self.kind} name '{name}': defined at {where_defined(self._items[name])} "
+                f"and again at {where_defined(obj)}")
         self._items[name] = obj
         return obj
 

@@ -11,14 +11,21 @@ Per model, each stage a function:
 3. :func:`extract_features` extracts every tap once per (encoder weights, dataset, split) into the
    feature cache.
 4. :func:`evaluate` runs each owed record's protocol and writes the record atomically. A failing
-   protocol writes a record with ``success: false`` and the run goes on; a diverging model or a bad
-   checkpoint is reported in one line and the run goes on with the next model.
+   protocol writes a record with ``success: false`` (never over a successful one) and the run goes
+   on; a diverging model, a bad checkpoint or a folder that cannot be written is reported in one
+   line and the run goes on with the next model.
+
+A successful record of another identity at a record's path (a changed ``--set``, new weights, a
+bumped ``version``) is kept and reported until ``--rerun`` or ``--force`` asks for it; records are
+found through :meth:`repeval.records.ResultsLayout.scan`, the walker ``repeval table`` uses.
 """
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 import time
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,13 +41,17 @@ from .presets import Preset
 from .progress import Progress, log
 from .protocol import ProtocolInput, ProtocolSpec, Split, code_tap
 from .provenance import provenance
-from .records import SCHEMA, Record, RecordError, ResultsLayout, train_seed
+from .guards import describe_os_error
+from .records import LINK_NOTE, SCHEMA, Record, RecordError, ResultsLayout, train_seed
 from .registry import MODELS, PROTOCOLS, did_you_mean
 from .seeding import derive_seed, generator, seed_everything
 from .spectrum import spectrum
 from .storage import CheckpointError, state_dict_hash, sweep_stale_tmp
 from .train import DivergenceError, Family, load_snapshot, train
 from .zoo import ModelSpec, encoder_identity, family_sections
+
+
+MAX_SEEDS = 100   # seeds per protocol: the paper uses 3 (probes) and 5 (SVM)
 
 
 @dataclass
@@ -101,6 +112,7 @@ class ModelPlan:
     tasks: list[Task]
     present: int
     retrain: bool
+    kept: dict = field(default_factory=dict)   # protocol -> successful records of another identity, kept
 
 
 def resolve_configs(opts: RunOptions) -> Resolved:
@@ -123,13 +135,17 @@ def resolve_configs(opts: RunOptions) -> Resolved:
             raise ConfigError(f"preset '{opts.preset.name}' has no budget for protocol '{name}' "
                               f"(add a '{name}' section to the preset, or --set {name}.KEY=VALUE)")
         proto_cfgs[name] = make_config(spec.config_cls, sections.get(name), name)
+    for name in set(opts.overrides) & set(PROTOCOLS.names()) - set(opts.protocols):   # --set of a protocol not run:
+        make_config(PROTOCOLS.get(name).config_cls, sections.get(name), name)         # still checked
     families = {sec: kv for sec, kv in sections.items() if sec in fams}
     for m in opts.models:
         MODELS.get(m).family_config(families)
-    if opts.seeds is not None and opts.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {opts.seeds}")
-    if any(t < 0 for t in opts.train_seeds) or len(set(opts.train_seeds)) != len(opts.train_seeds):
-        raise ConfigError(f"--train-seeds must be distinct integers >= 0, got {list(opts.train_seeds)}")
+    if opts.seeds is not None and not 1 <= opts.seeds <= MAX_SEEDS:
+        raise ConfigError(f"--seeds must be in [1, {MAX_SEEDS}], got {opts.seeds}")
+    if (any(t < 0 for t in opts.train_seeds) or len(set(opts.train_seeds)) != len(opts.train_seeds)
+            or len(opts.train_seeds) > MAX_SEEDS):
+        raise ConfigError(f"--train-seeds must be distinct integers >= 0 (at most {MAX_SEEDS} of them), "
+                          f"got {list(opts.train_seeds)[:10]}")
     _check_device(opts.device)
     for item in opts.rerun:
         model, _, proto = item.partition("/")
@@ -176,24 +192,27 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
         check_writable(layout.root, Path(opts.workdir))
         sweep_stale_tmp(layout.root, Path(opts.workdir))
     prog = Progress(quiet=opts.quiet)
-    for name, cfg in ((n, c) for n in opts.models for c in _per_train_seed(cfg, opts.train_seeds)):
+    folders = {"results": Path(opts.results), "work": Path(opts.workdir)}
+    for name, cfg in ((n, c) for n in dict.fromkeys(opts.models)      # a model named twice runs once
+                      for c in _per_train_seed(cfg, opts.train_seeds)):
         try:
             lock = nullcontext() if opts.dry_run else model_lock(
                 model_lock_path(opts.workdir, ds.name, name),
                 on_wait=lambda who, name=name: log(f"warning: [{name}] {who} is running this model; waiting"))
             with lock:   # a second process on this model waits, then finds its records present
                 plan = plan_model(name, opts, cfg, ds, layout, summary)
-                if opts.train_only:
-                    train_model(plan, opts, cfg, ds, prog)
-                elif opts.dry_run:
+                if opts.dry_run:   # before --train-only: a dry run never computes
                     describe_plan(plan, opts, ds)
+                elif opts.train_only:
+                    train_model(plan, opts, cfg, ds, prog)
                 elif not plan.tasks:
                     log(f"[{name}] all {plan.present} records present: nothing to train, extract or evaluate",
                         opts.quiet)
                 else:
                     run_model(plan, opts, cfg, ds, layout, summary, prog)
-        except (DivergenceError, CheckpointError) as e:
-            msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{e}"
+        except (DivergenceError, CheckpointError, OSError) as e:   # OSError: an unwritable folder, a full disk
+            why = describe_os_error(e, folders) if isinstance(e, OSError) else str(e)
+            msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{why}"
             log(f"error: {msg}; continuing with the next model")
             summary.failures.append(msg)
     return summary
@@ -223,7 +242,10 @@ def plan_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
                              "data_fingerprint": ds.fingerprint})
     trains = family.trains and cfg.train.epochs > 0
     epochs = cfg.train.eval_points() if trains else (0,)
-    tasks, present = [], 0
+    if (layout.records_dir / name).is_symlink():
+        raise OSError(errno.ELOOP, LINK_NOTE, str(layout.records_dir / name))
+    found, problems = layout.scan(name)
+    tasks, present, kept = [], 0, Counter()
     for epoch in epochs:
         for pname, pcfg in cfg.protocols.items():
             pspec: ProtocolSpec = PROTOCOLS.get(pname)
@@ -236,20 +258,33 @@ def plan_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
                               "protocol": pname, "protocol_version": pspec.version,
                               "protocol_config": to_dict(pcfg), "tap": tap, "seed": seed}
                     path = layout.record(name, pname, tap, seed, epoch, train_seed(config))
-                    if not _wants(opts, name, pname) and _is_done(path, config_hash(config), summary):
-                        present += 1
+                    old = found.get(path)
+                    if old is not None and old.success and not _wants(opts, name, pname):
+                        if old.config_hash == config_hash(config):
+                            present += 1
+                        else:   # another identity's result is never replaced unless asked for
+                            kept[pname] += 1
                         continue
                     tasks.append(Task(pspec, tap, seed, epoch, config, path))
+    owed = {t.path for t in tasks}
+    for line in problems:
+        log(f"warning: invalid record ({'recomputed' if any(str(p) in line for p in owed) else 'ignored'}): {line}")
+    summary.invalid += problems
+    for pname, n in kept.items():
+        summary.failures.append(f"{name}/{pname}: {n} successful record(s) under {layout.records_dir / name / pname} "
+                                f"hold another configuration; kept (--rerun {name}/{pname} replaces them)")
+        log(f"error: {summary.failures[-1]}")
     summary.skipped += present
     return ModelPlan(name, spec, family, identity, train_key, taps, epochs, tasks, present,
-                     retrain=_wants(opts, name))
+                     retrain=_wants(opts, name), kept=dict(kept))
 
 
 def describe_plan(plan: ModelPlan, opts: RunOptions, ds: Dataset) -> None:
     """``--dry-run``: what would be trained, extracted and evaluated, and what is already present."""
     need = sorted({t.epoch for t in plan.tasks})
     ckpt = model_dir(opts, ds, plan.name, plan.train_key) / "train.pt"
-    lines = [f"[{plan.name}] {plan.present} records present, {len(plan.tasks)} to compute"]
+    lines = [f"[{plan.name}] {plan.present} records present, {len(plan.tasks)} to compute"
+             + "".join(f", {n} {p} records of another configuration kept" for p, n in plan.kept.items())]
     if need and plan.family.trains and need[-1] > 0:
         lines.append(f"  train to epoch {need[-1]} (checkpoint {ckpt}: "
                      f"{'exists, resumes' if ckpt.exists() and not plan.retrain else 'none, from scratch'})")
@@ -385,7 +420,8 @@ def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, history: list[dict
                         timing_s={"protocol": round(time.time() - t1, 6), **timing},
                         provenance=prov, spectrum=feats["spectrum"][task.tap],
                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        record.write(task.path)
+        if not write_record(layout, task.path, record):
+            continue
         if ok:
             log(f"[{plan.name}] {pspec.name}/{task.tap}/seed{task.seed}/epoch{task.epoch}: "
                 + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
@@ -393,16 +429,22 @@ def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, history: list[dict
         summary.written.append(task.path)
 
 
-def _is_done(path: Path, chash: str, summary: RunSummary) -> bool:
-    if not path.exists():
-        return False
-    try:
-        rec = Record.read(path)
-    except RecordError as e:
-        log(f"warning: invalid record, recomputing: {e}")
-        summary.invalid.append(str(e))
-        return False
-    return rec.success and rec.config_hash == chash
+def write_record(layout: ResultsLayout, path: Path, record: Record) -> bool:
+    """Write ``record`` at ``path`` (its own path), never through a link under ``records/``; a
+    failure never replaces a successful record there (returns False, the old record stays)."""
+    link = layout.link_in(path)
+    if link is not None:
+        raise OSError(errno.ELOOP, LINK_NOTE, str(link))
+    if not record.success:
+        try:
+            old = layout.read_record(path) if path.exists() else None
+        except RecordError:
+            old = None
+        if old is not None and old.success:
+            log(f"warning: kept the successful record {path}; the failure above is not written over it")
+            return False
+    record.write(path)
+    return True
 
 
 def _training_subset(ds: Dataset, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

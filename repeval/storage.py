@@ -10,11 +10,13 @@ load, so a file whose tensors were altered is detected, not trusted.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import socket
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -40,9 +42,14 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (a fresh ``O_EXCL`` temporary sibling renamed over it, so
+    a symlink at ``path`` is replaced, never written through). An OSError names ``path`` itself."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -50,11 +57,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):   # ENOSPC, EFBIG, EACCES: the target, not the temporary, is what failed
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
     return path
 
@@ -98,9 +107,66 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+MAX_JSON_BYTES = 64 << 20   # a record is a few kB; a larger file is not one of ours
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def not_regular(path: str | Path) -> str | None:
+    """Why ``path`` is not a regular file (without following a final symlink), or None if it is one."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "not found"
+    return None if stat.S_ISREG(mode) else _kind(mode)
+
+
+def open_regular(path: str | Path, flags: int, mode: int = 0o666) -> int:
+    """``os.open`` that never follows a final symlink (``O_NOFOLLOW``) and never blocks on a FIFO,
+    and accepts only a regular file: anything else is an OSError naming the path and what it is.
+    Every file repeval opens in place (locks, logs, records read) goes through here."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(e.errno, "is a symbolic link; refusing to follow it", str(path)) from None
+        why = not_regular(path) if os.path.lexists(path) else None
+        if why is not None:   # e.g. a FIFO without a reader (ENXIO)
+            raise OSError(errno.EINVAL, f"is {why}, not a regular file", str(path)) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_bytes_bounded(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (see :func:`open_regular`), at most ``limit`` of them:
+    a larger file is an OSError, so a hostile file can neither hang nor exhaust memory."""
+    fd = open_regular(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB", str(path))
+    return data
+
+
+def read_json(path: str | Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file (a regular file of at most ``limit`` bytes); ValueError for bad or too deeply
+    nested JSON, OSError for anything that is not such a file."""
+    text = read_bytes_bounded(path, limit).decode("utf-8")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
@@ -113,7 +179,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """``torch.load(weights_only=True)`` with a one-line error naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        if not path.exists():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint {path} is {_kind(path.stat().st_mode)}, not a file")
     try:
         with warnings.catch_warnings():   # torch warns about unusual pickle protocols: the error says it all
             warnings.simplefilter("ignore")

@@ -17,14 +17,15 @@ weights; in both cases the content hash of the plugin file that defines it, if i
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
 from .config import ConfigError, TrainConfig, make_config, to_dict
-from .registry import MODELS
+from .registry import MODELS, where_defined
 from .storage import CheckpointError, architecture_signature, file_hash, load_checkpoint, state_dict_hash
 from .train import Family
 
@@ -39,6 +40,14 @@ def _code_hash(source: str | None) -> str | None:
         return file_hash(source)
     except OSError:
         return None
+
+
+def caller_location() -> str:
+    """``file:line`` of the first caller outside repeval's own code (a plugin's registration)."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIRS):
+        f = f.f_back
+    return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "unknown place"
 
 
 def source_file(obj) -> str | None:
@@ -57,6 +66,7 @@ class ModelSpec:
     section: str = ""                # the family's --set section ("" = none)
     code: str | None = None          # content hash of the user's file that defines it
     input_size: int | None = None    # image side the encoder takes (None: not declared, any size)
+    origin: str = field(default="", compare=False)   # where it was registered (file:line, CLI option)
 
     @property
     def model_section(self) -> str:
@@ -96,7 +106,8 @@ def register_model(name: str, display: str | None = None, **defaults):
         make_config(cls.Config, defaults, f"{name} (register_model)")   # bad defaults fail at import
         code = _code_hash(source_file(cls))
         spec = ModelSpec(name, shown, build, section=section, code=code,
-                         source="repeval" if code is None else "plugin", input_size=cls.input_size)
+                         source="repeval" if code is None else "plugin", input_size=cls.input_size,
+                         origin=where_defined(cls))
         spec_holder["spec"] = spec
         MODELS.register(name, spec)
         return cls
@@ -139,11 +150,13 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
 
 
 def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint: str | Path | None = None,
-                     display: str | None = None, source: str = "plugin", input_size: int | None = None) -> ModelSpec:
+                     display: str | None = None, source: str = "plugin", input_size: int | None = None,
+                     origin: str | None = None) -> ModelSpec:
     """Register a user's encoder (any ``nn.Module`` returning a mapping of taps) under ``name``.
 
     ``input_size``: the image side it takes (default: the factory's ``input_size`` attribute, if any);
-    ``imagefolder:`` data is resized to it."""
+    ``imagefolder:`` data is resized to it. ``origin`` says where it was registered (default: the
+    caller's file and line), for a duplicate name's error."""
     shown = display or name
     input_size = input_size or getattr(factory, "input_size", None) or None   # 0: not declared
     if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
@@ -154,7 +167,8 @@ def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint:
         fam.display = shown
         return fam
     build.__wrapped__ = factory
-    spec = ModelSpec(name, shown, build, source, code=_code_hash(source_file(factory)), input_size=input_size)
+    spec = ModelSpec(name, shown, build, source, code=_code_hash(source_file(factory)), input_size=input_size,
+                     origin=origin or caller_location())
     MODELS.register(name, spec)
     return spec
 
@@ -176,12 +190,12 @@ def register_backbone(name: str, backbone: str, *, weights: str | Path | None = 
     return register_backbone_spec(name, spec, display)
 
 
-def register_backbone_spec(name: str, spec, display: str | None = None) -> ModelSpec:
+def register_backbone_spec(name: str, spec, display: str | None = None, origin: str | None = None) -> ModelSpec:
     """Register a checked :class:`repeval.backbones.BackboneSpec` (the factory of its encoder)."""
     spec.check()
     if name in MODELS and getattr(MODELS.get(name).build, "__wrapped__", None) == spec:
         return MODELS.get(name)
-    return register_encoder(name, spec, display=display, source="backbone")
+    return register_encoder(name, spec, display=display, source="backbone", origin=origin or caller_location())
 
 
 def encoder_identity(spec: ModelSpec, family: Family) -> dict:

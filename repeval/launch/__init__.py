@@ -46,6 +46,13 @@ def parse_devices(spec: str | None, default: str) -> list[str]:
     return devices
 
 
+def _counts(args) -> tuple:
+    """(option, value, lowest, highest) of every count an executor option takes."""
+    return (("--jobs", args.jobs, 1, 10_000), ("--slurm-time", args.slurm_time, 1, 525_600),
+            ("--slurm-gpus", args.slurm_gpus, 0, 64), ("--slurm-cpus", args.slurm_cpus, 1, 4096),
+            ("--slurm-mem-gb", args.slurm_mem_gb, 0.001, 65_536), ("--slurm-max-requeue", args.slurm_max_requeue, 0, 1000))
+
+
 def check_options(args) -> list[str]:
     """Executor options that make no sense together: one line, before any data loads. Returns the
     devices of the workers."""
@@ -56,12 +63,11 @@ def check_options(args) -> list[str]:
         return [args.device]
     if getattr(args, "dry_run", False):
         raise LaunchError("--dry-run shows the plan in this process: drop --executor")
-    if args.jobs is not None and args.jobs < 1:
-        raise LaunchError(f"--jobs must be >= 1, got {args.jobs}")
+    for name, value, lo, hi in _counts(args):
+        if value is not None and not lo <= value <= hi:
+            raise LaunchError(f"{name} must be in [{lo}, {hi}], got {value}")
     if args.executor == "slurm" and args.devices:
         raise LaunchError("--devices is for --executor local; on Slurm use --device cuda with --slurm-gpus")
-    if args.executor == "slurm" and args.slurm_time < 1:
-        raise LaunchError(f"--slurm-time must be >= 1 minute, got {args.slurm_time}")
     devices = parse_devices(args.devices, args.device) if args.executor == "local" else [args.device]
     _require_submitit(args.executor)
     if args.executor == "slurm" and shutil.which("srun") is None:

@@ -38,7 +38,7 @@ def shard_state(folder: Path, shard: dict) -> tuple[str, str]:
 
 
 def _records(results: Path, dataset: str, model: str) -> int:
-    layout = ResultsLayout(results, dataset)
+    layout = ResultsLayout(results, dataset)   # record_files: the walker run and table use (no links)
     return sum(1 for p in layout.record_files() if p.relative_to(layout.records_dir).parts[0] == model)
 
 

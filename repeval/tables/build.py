@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
+from ..config import config_hash
 from ..protocol import REPORT_TABLES, ReportColumn
 from ..registry import MODELS, PROTOCOLS
 from ..records import ResultsLayout, train_seed
@@ -189,7 +190,7 @@ def _display(model: str, fallback: str) -> str:
 
 def stale(rec: dict) -> bool:
     """Whether a record was computed by another version of its family or protocol than the code's now
-    (its numbers stand, but a rerun would compute them anew)."""
+    (its numbers stand; `repeval run --rerun` computes them anew)."""
     cfg = rec.get("config") or {}
     proto = rec.get("protocol")
     if proto in PROTOCOLS and cfg.get("protocol_version") != PROTOCOLS.get(proto).version:
@@ -198,14 +199,43 @@ def stale(rec: dict) -> bool:
     return family is not None and (cfg.get("encoder") or {}).get("version") != family.version
 
 
-def cell_records(records, col: ReportColumn) -> tuple[list[dict], list[dict], list[dict]]:
-    """The records of one model that fill column ``col``: (all of them, those with a finite value,
-    those that failed or hold a non-finite value)."""
-    sel = [r for r in records if r["protocol"] == col.protocol and (col.tap is None or r.get("tap") == col.tap)]
+def configuration(rec: dict) -> str:
+    """What a cell's records must share: the record's identity but its probe seed, its tap, the
+    encoder's training seed (a seeded initialisation's weights follow from its seed) and the code
+    versions (an older version is flagged stale, :func:`stale`, not separated)."""
+    cfg = {k: v for k, v in (rec.get("config") or {}).items() if k not in ("seed", "tap", "protocol_version")}
+    enc = {k: v for k, v in (cfg.get("encoder") or {}).items() if k != "version"}
+    if "seed" in enc:
+        enc.pop("seed")
+        enc.pop("weights", None)
+    if isinstance(enc.get("train"), dict):
+        enc["train"] = {k: v for k, v in enc["train"].items() if k != "seed"}
+    return config_hash({**cfg, "encoder": enc})
+
+
+def one_configuration(sel: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split a cell's records into those of one configuration (the one with the most successful
+    records, then the most records, then the newest) and the others, which are left out, not averaged."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in sel:
+        groups[configuration(r)].append(r)
+    if len(groups) < 2:
+        return sel, []
+    best = max(groups.values(), key=lambda g: (sum(bool(r.get("success")) for r in g), len(g),
+                                               max(str(r.get("created", "")) for r in g)))
+    return best, [r for r in sel if all(r is not b for b in best)]
+
+
+def cell_records(records, col: ReportColumn) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    """The records of one model that fill column ``col``, of one configuration: (all of them, those
+    with a finite value, those that failed or hold a non-finite value, those of other configurations
+    left out)."""
+    sel, other = one_configuration([r for r in records if r["protocol"] == col.protocol
+                                    and (col.tap is None or r.get("tap") == col.tap)])
     ok = [r for r in sel if r.get("success") and _finite((r.get("metrics") or {}).get(col.metric))]
     failed = [r for r in sel if not r.get("success") or
               ((r.get("metrics") or {}).get(col.metric) is not None and not _finite(r["metrics"][col.metric]))]
-    return sel, ok, failed
+    return sel, ok, failed, other
 
 
 def per_encoder(ok: list[dict], metric: str) -> dict[int, np.ndarray]:
@@ -264,7 +294,7 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     out = []
     for i, (label, model, disp, tap) in enumerate(rows):
         for col in spec.columns:
-            sel, ok, failed = cell_records(by_row.get((model, tap), ()), col)
+            sel, ok, failed, other = cell_records(by_row.get((model, tap), ()), col)
             mean, std, spread = cell_stats(ok, col.metric)
             trained = sorted({train_seed(r["config"]) for r in ok})
             p = pv.get((model, col.paper)) if col.paper else None
@@ -280,6 +310,7 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 "n": len(ok), "seeds": " ".join(str(s) for s in sorted(r.get("seed", 0) for r in ok)),
                 "encoders": len(trained), "train_seeds": " ".join(map(str, trained)), "spread": spread,
                 "n_failed": len(failed), "_records": len(sel), "_disp": disp, "_fmt": col.fmt,
+                "_left_out": " ".join(str(r.get("seed", 0)) for r in other),
                 "paper": p if p is not None else math.nan,
                 "paper_std": ps if ps is not None else math.nan,
                 "delta": mean - p if p is not None and ok else math.nan,
@@ -287,7 +318,7 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 "not_converged": any(record_flag(r, "converged") is False for r in ok),
                 "degenerate": any(record_flag(r, "degenerate") is True for r in ok),
                 "stale": any(stale(r) for r in ok)})
-    df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp", "_fmt"])
+    df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp", "_fmt", "_left_out"])
     if df.empty:
         return df
     floor = df[df["model"] == FLOOR_MODEL].set_index("column")["mean"]
@@ -296,6 +327,16 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     keep = [c.key for c in spec.columns
             if ((df["column"] == c.key) & ((df["n"] + df["n_failed"] > 0) | df["paper"].notna())).any()]
     return df[df["column"].isin(keep)].reset_index(drop=True)
+
+
+def format_left_out(df: pd.DataFrame) -> list[str]:
+    """One line per cell whose records were computed under several configurations: the seeds of the
+    configurations left out (a cell averages one configuration only)."""
+    if df.empty:
+        return []
+    return [f"{r['dataset']} {r['table']} {r['display']} {r['column']}: seed(s) {r['_left_out']} computed under "
+            f"another configuration left out (the cell holds seeds {r['seeds'] or 'none'} of one configuration)"
+            for _, r in df[df["_left_out"] != ""].iterrows()]
 
 
 def has_records(df: pd.DataFrame) -> bool:

@@ -9,8 +9,9 @@ import pandas as pd
 from .. import paper
 from ..progress import LOGGER
 from ..storage import atomic_write_text
-from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_rank,
-                    has_records, load_records, rank_agreement, timing_table)
+from ..registry import RegistryError, check_name
+from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_left_out,
+                    format_rank, has_records, load_records, rank_agreement, timing_table)
 from .compare import format_comparisons, pairwise
 from .coverage import format_unshown, unshown
 from .curves import curve_table
@@ -85,6 +86,11 @@ def cmd_table(args) -> int:
         return _err(f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
     results = Path(args.results)
     named = [d.strip() for item in (args.dataset or []) for d in item.split(",") if d.strip()]
+    for d in named:   # a label is one path segment, as `repeval run` makes them: never a path
+        try:
+            check_name(d, "dataset label")
+        except RegistryError as e:
+            return _err(f"--dataset: {e}")
     datasets = list(dict.fromkeys(named or discover_datasets(results)))
     if not datasets:
         return _err(f"no records under {results}/<dataset>/records (run `repeval run` first)")
@@ -92,7 +98,7 @@ def cmd_table(args) -> int:
     for ds in datasets:
         recs, problems = load_records(results, ds)
         for p in problems:
-            LOGGER.warning(f"skipping unreadable record {p}")
+            LOGGER.warning(f"not counted: {p}")
         if not recs:
             return _err(f"no records for dataset '{ds}' under {results / ds / 'records'}")
         loaded[ds] = recs
@@ -111,6 +117,8 @@ def cmd_table(args) -> int:
                 print(f"{ds}: no records of {', '.join(sorted(spec.protocols))}{at}: {spec.name} skipped")
                 continue
             print(f"\n{render_markdown(df, spec, []).split(chr(10) + 'Notes:')[0].rstrip()}")
+            for line in format_left_out(df):
+                LOGGER.warning(line)
             rank = _emit(df, recs, spec, out, formats, plots, written, epoch)
             if rank is not None:
                 ds_ranks.append(rank)
@@ -164,12 +172,14 @@ def print_tables(results: Path, dataset: str, models: list[str] | None = None) -
     """The tables (no footnotes) on stdout: what ``repeval run`` prints at its end."""
     recs, problems = load_records(results, dataset)
     for p in problems:
-        print(f"repeval: warning: skipping unreadable record {p}", file=sys.stderr)
+        print(f"repeval: warning: not counted: {p}", file=sys.stderr)
     shown = False
     for spec in TABLES:
         df = build_table(recs, spec, dataset, models)
         if has_records(df):
             print("\n" + render_markdown(df, spec, []).split("\nNotes:")[0].rstrip())
+            for line in format_left_out(df):
+                print(f"repeval: warning: {line}", file=sys.stderr)
             shown = True
     if not shown:
         print(f"(no table records for {dataset})")

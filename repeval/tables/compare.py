@@ -124,7 +124,7 @@ def pairwise(records: list[dict], dataset: str, epoch: int | None = None) -> pd.
         for col in spec.columns:
             vals: dict[tuple[str, int], dict[int, np.ndarray]] = {}
             for m in sorted({r["model"] for r in mine}):
-                _, ok, _ = cell_records([r for r in mine if r["model"] == m], col)
+                _, ok, _, _ = cell_records([r for r in mine if r["model"] == m], col)
                 for e in {record_epoch(r) for r in ok}:
                     groups = per_encoder([r for r in ok if record_epoch(r) == e], col.metric)
                     if len(groups) >= 2 or len(next(iter(groups.values()))) >= 2:

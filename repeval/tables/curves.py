@@ -3,7 +3,8 @@
 
 Drawn for the protocols that declare ``curve`` in their :class:`repeval.protocol.Reporting` (the
 probe ``mlp``; ``knn`` and ``linear`` when present), per model and tap: mean, sample std and seed
-count over the seeds at each epoch (:func:`repeval.tables.build.record_epoch`). The random-init
+count over the seeds of one configuration at each epoch (:func:`repeval.tables.build.record_epoch`,
+:func:`repeval.tables.build.one_configuration`). The random-init
 encoder (model ``random``, epoch 0) is the floor the figure draws as a horizontal line.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..registry import PROTOCOLS
-from .build import FLOOR_MODEL, _finite, _order_key, record_epoch
+from .build import FLOOR_MODEL, _finite, _order_key, one_configuration, record_epoch
 
 CURVE_COLUMNS = ["dataset", "model", "display", "protocol", "metric", "tap", "epoch", "mean", "std", "n", "seeds"]
 
@@ -26,7 +27,7 @@ def curve_table(records: list[dict], dataset: str) -> pd.DataFrame:
     Rows are ordered as Table 1 orders models, then protocol (registration order), metric, tap,
     epoch; ``std`` is NaN for a single seed."""
     metrics = {p: PROTOCOLS.get(p).report.metrics for p in PROTOCOLS if PROTOCOLS.get(p).report.curve}
-    values: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+    values: dict[tuple, list[dict]] = defaultdict(list)
     display: dict[str, str] = {}
     for r in records:
         proto = r.get("protocol")
@@ -36,10 +37,11 @@ def curve_table(records: list[dict], dataset: str) -> pd.DataFrame:
         for m in metrics[proto]:
             v = (r.get("metrics") or {}).get(m)
             if _finite(v):
-                values[(r["model"], proto, m, str(r.get("tap", "")), record_epoch(r))].append((r.get("seed", 0), v))
+                values[(r["model"], proto, m, str(r.get("tap", "")), record_epoch(r))].append(r)
     proto_rank = {p: i for i, p in enumerate(PROTOCOLS)}
     rows = []
-    for (model, proto, metric, tap, epoch), sv in values.items():
+    for (model, proto, metric, tap, epoch), recs in values.items():
+        sv = [(r.get("seed", 0), r["metrics"][metric]) for r in one_configuration(recs)[0]]
         vals = np.array([v for _, v in sv], dtype=float)
         rows.append({"dataset": dataset, "model": model, "display": display[model], "protocol": proto,
                      "metric": metric, "tap": tap, "epoch": epoch, "mean": float(vals.mean()),

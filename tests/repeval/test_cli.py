@@ -172,6 +172,44 @@ def _imgs(n, size=32):
     return np.random.default_rng(0).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
 
 
+def _bomb(folder: Path, shape) -> str:
+    """An npz folder whose train.npz declares images of ``shape`` but holds 1 kB (a decompression bomb's
+    header: np.load would allocate the declared size before reading)."""
+    import io
+    import zipfile
+    folder.mkdir(parents=True)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    labels = io.BytesIO()
+    np.save(labels, np.arange(20) % 2)
+    for split in ("train", "test"):
+        with zipfile.ZipFile(folder / f"{split}.npz", "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("x.npy", head.getvalue() + bytes(1000))
+            z.writestr("y.npy", labels.getvalue())
+    return f"npz:{folder}"
+
+
+# What the newer cases must say (issue 26): name -> words in the one stderr line
+WORDS = {
+    "npz decompression bomb": "would take 28.6 GiB",
+    "npz header larger than its data": "declares 61440 bytes but the archive holds 1000",
+    "log file on a full device": "/dev/full: is a character device, not a regular file",
+    "uint64 labels near 2**64": "label 18446744073709551615 is implausible",
+    "labels up to 10**12": "label 1000000000000 is implausible",
+    "1x1 images": "fails on images of 3x1x1",
+    "pretrained is a directory": "is a directory, not a file",
+    "pretrained is a device": "is a character device, not a file",
+    "duplicate pretrained names": "defined at --pretrained d=a.pt and again at --pretrained d=b.pt",
+    "duplicate model name in a plugin": "dup_ae.py:3",
+    "plugin calling sys.exit(0)": "called sys.exit(0)",
+    "seeds above the bound (dry run)": "--seeds must be in [1, 100]",
+    "epochs above the bound (dry run)": "train.epochs must be <= 100000",
+    "critic width above the bound (dry run)": "dim.critic_units must be <= 65536",
+    "jobs above the bound": "--jobs must be in [1, 10000]",
+    "table --dataset with a path": "--dataset: bad dataset label name '../..'",
+}
+
+
 def _cases(tmp: Path) -> dict[str, list[str]]:
     """name -> argv after the global options; files are made here, in ``tmp``."""
     torch.save({"conv.weight": torch.zeros(3)}, tmp / "wrong_shapes.pt")
@@ -199,7 +237,13 @@ def _cases(tmp: Path) -> dict[str, list[str]]:
         with open(cifar / fn, "wb") as f:
             pickle.dump(_Code(), f, protocol=2)
     (tmp / "afile").write_text("x")
+    (tmp / "quits.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp / "dup_ae.py").write_text("from torch import nn\nfrom repeval import register_encoder\n"
+                                   "register_encoder('ae', nn.Identity)\n")
+    (tmp / "adir").mkdir()
     y = np.arange(20) % 2
+    u64 = y.astype(np.uint64)
+    u64[3] = np.iinfo(np.uint64).max
     run = ["run", "--quiet", "--no-table"]
     m = ["--models", "ae", "--protocols", "mlp"]
     return {
@@ -244,12 +288,29 @@ def _cases(tmp: Path) -> dict[str, list[str]]:
         "crafted CIFAR pickle": [*run, *m, "--dataset", "cifar10", "--data-root", str(tmp / "cifar")],
         "results folder under a file": [*run, *BASE[4:], "--models", "random", "--results", str(tmp / "afile" / "r")],
         "workdir under a file": [*run, *BASE[4:], "--models", "random", "--workdir", str(tmp / "afile" / "w")],
+        "npz decompression bomb": [*run, *m, "--dataset", _bomb(tmp / "bomb", (10 ** 7, 32, 32, 3))],
+        "npz header larger than its data": [*run, *m, "--dataset", _bomb(tmp / "bomb2", (20, 32, 32, 3))],
+        "log file on a full device": ["--log-file", "/dev/full", *run, *m],
+        "uint64 labels near 2**64": [*run, *m, "--dataset", _npz(tmp / "u64", _imgs(20), u64)],
+        "labels up to 10**12": [*run, *m, "--dataset", _npz(tmp / "bigl", _imgs(20), y * 10 ** 12)],
+        "1x1 images": [*run, *m, "--dataset", _npz(tmp / "px1", _imgs(20, 1), y)],
+        "pretrained is a directory": ["--pretrained", f"pd={tmp / 'adir'}", *run, "--models", "pd", "--protocols", "mlp"],
+        "pretrained is a device": ["--pretrained", "pz=/dev/zero", *run, "--models", "pz", "--protocols", "mlp"],
+        "duplicate pretrained names": ["--pretrained", "d=a.pt", "--pretrained", "d=b.pt", "list"],
+        "duplicate model name in a plugin": ["--plugin", str(tmp / "dup_ae.py"), "list"],
+        "plugin calling sys.exit(0)": ["--plugin", str(tmp / "quits.py"), *run, *m],
+        "seeds above the bound (dry run)": [*run, *m, "--seeds", "1000000", "--dry-run"],
+        "epochs above the bound (dry run)": [*run, *m, "--set", "train.epochs=1000000000", "--dry-run"],
+        "critic width above the bound (dry run)": [*run, "--models", "dim-g", "--protocols", "mlp",
+                                                   "--set", "dim.critic_units=10000000", "--dry-run"],
+        "jobs above the bound": [*run, *m, "--executor", "local", "--jobs", "1000000"],
+        "table --dataset with a path": ["table", "--dataset", "../..", "--results", str(tmp / "results")],
     }
 
 
 def test_bad_inputs_fail_in_one_line_and_keep_every_record(done, tmp_path, capsys, monkeypatch):
     cases = _cases(tmp_path)
-    assert len(cases) >= 25
+    assert len(cases) >= 25 and set(WORDS) <= set(cases)
     monkeypatch.chdir(tmp_path)
     before = _snapshot(done / "results")
     registered = dict(MODELS._items)
@@ -269,9 +330,87 @@ def test_bad_inputs_fail_in_one_line_and_keep_every_record(done, tmp_path, capsy
         err = capsys.readouterr().err.strip().splitlines() + [f"warning: {w.message}" for w in warned]
         MODELS._items.clear()
         MODELS._items.update(registered)
-        if rc == 0 or len(err) > 2 or any("Traceback" in line for line in err):
+        if rc == 0 or len(err) > 2 or any("Traceback" in line for line in err) or (
+                name in WORDS and not any(WORDS[name] in line for line in err)):
             failures.append(f"{name}: rc={rc} stderr={err[-3:]}")
     assert not (tmp_path / "HOSTILE_MARKER").exists(), "a hostile pickle ran code"
     assert not failures, "\n".join(failures)
     assert _snapshot(done / "results") == before
     assert not list(Path(done / "results").parent.glob("x*")), "a hostile name wrote outside results/"
+
+
+def test_record_files_that_are_not_regular_files_are_skipped_in_one_line_each(done, tmp_path, capsys):
+    """A FIFO (would block a plain open), a link to a device, a folder named like a record, deeply nested
+    JSON and a huge file: each one line, none read unbounded, the valid records all counted."""
+    import shutil
+    results = tmp_path / "results"
+    shutil.copytree(done / "results", results)
+    folder = results / "digits" / "records" / "ae" / "mlp"
+    n_valid = len(list(folder.glob("*.json")))
+    os.mkfifo(folder / "fifo.json")
+    (folder / "zero.json").symlink_to("/dev/zero")
+    (folder / "dir.json").mkdir()
+    (folder / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    with open(folder / "huge.json", "wb") as f:
+        f.truncate(storage.MAX_JSON_BYTES + 1)          # sparse: no disk used
+    capsys.readouterr()
+    assert main(["table", "--results", str(results), "--dataset", "digits", "--no-plots", "--format", "csv"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 5, warned
+    for words in ("fifo.json: a FIFO", "zero.json: a symbolic link", "dir.json: a directory", "nested too deeply",
+                  "huge.json: unreadable record (larger than 64 MiB)"):
+        assert any(words in line for line in warned), (words, warned)
+    recs, problems = cli_tables().load_records(results, "digits")
+    assert len(recs) == n_valid and len(problems) == 5
+
+
+def cli_tables():
+    from repeval import tables
+    return tables
+
+
+def test_ctrl_c_while_importing_is_one_line_and_exit_130():
+    code = ("import builtins, sys\nreal = builtins.__import__\n"
+            "def imp(name, *a, **k):\n    if name == 'torch':\n        raise KeyboardInterrupt\n"
+            "    return real(name, *a, **k)\nbuiltins.__import__ = imp\n"
+            "from repeval.entry import main\nsys.exit(main(['list']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130 and proc.stderr.strip() == "repeval: interrupted while starting; nothing was done"
+
+
+def test_file_size_limit_names_the_folder_and_the_file(tmp_path):
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+    cmd = [sys.executable, "-m", "repeval", "run", "--models", "random", "--protocols", "mlp", "--quiet",
+           "--no-table", "--seeds", "1", "--workdir", str(tmp_path / "w"), "--results", str(tmp_path / "r"),
+           "--set", "mlp.epochs=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=limit)
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, err
+    assert any("File too large" in line and "(in the work folder" in line and str(tmp_path / "w") in line
+               for line in err), err
+
+
+def test_a_full_disk_names_the_folder_and_the_file(tmp_path, tiny_run, capsys, monkeypatch):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(storage.os, "fsync", full)
+    assert main(tiny_run(models="random")) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert any("No space left on device" in line and "(in the work folder" in line for line in err), err
+
+
+def test_one_unwritable_record_folder_fails_that_model_only(tmp_path, tiny_run, capsys):
+    plugin = _plugin(tmp_path, "cli-after")
+    blocked = tmp_path / "results" / "digits" / "records" / "random"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the model's folder goes")
+    assert main(["--plugin", plugin] + tiny_run(models="random,cli-after")) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert any(line.startswith("repeval: error: random:") and str(blocked) in line
+               and "(in the results folder" in line for line in err), err
+    assert len(list((tmp_path / "results/digits/records/cli-after").rglob("*.json"))) == 1

@@ -134,7 +134,7 @@ def test_shard_argv_passes_every_option_but_the_launchers():
 @pytest.mark.parametrize("extra, message", [
     (["--jobs", "2"], "--jobs needs --executor local or --executor slurm"),
     (["--devices", "cpu"], "--devices needs --executor local or --executor slurm"),
-    (["--executor", "local", "--jobs", "0"], "--jobs must be >= 1, got 0"),
+    (["--executor", "local", "--jobs", "0"], "--jobs must be in [1, 10000], got 0"),
     (["--executor", "local", "--devices", "gpu0"], "--devices: bad device 'gpu0'"),
     (["--executor", "slurm", "--devices", "cuda:0"], "--devices is for --executor local"),
 ])

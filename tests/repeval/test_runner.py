@@ -71,10 +71,13 @@ def test_resume_between_records_uses_caches(tmp_path, tiny_run, monkeypatch):
     assert _metrics(tmp_path / "results") == before
 
 
-def test_changed_config_is_recomputed(tmp_path, tiny_run):
+def test_changed_config_is_kept_until_rerun_asks_for_it(tmp_path, tiny_run, capsys):
     assert main(tiny_run()) == 0
     a = _metrics(tmp_path / "results")
-    assert main(tiny_run("--set", "mlp.epochs=3")) == 0
+    capsys.readouterr()
+    assert main(tiny_run("--set", "mlp.epochs=3")) == 1       # another configuration: reported, not overwritten
+    assert "--rerun ae/mlp replaces them" in capsys.readouterr().err and _metrics(tmp_path / "results") == a
+    assert main(tiny_run("--set", "mlp.epochs=3", "--rerun", "ae/mlp")) == 0
     b = _metrics(tmp_path / "results")
     assert a.keys() == b.keys() and a != b
 
@@ -202,7 +205,9 @@ def test_swapped_pretrained_weights_are_recomputed(tmp_path, tiny_run, capsys, f
     MODELS.unregister("mine")
     torch.manual_seed(2)
     torch.save(SharedEncoder().state_dict(), tmp_path / "enc.pt")      # same path, other weights
-    assert main(args) == 0 and "3 records written, 0 already present" in _counts(capsys)
+    assert main(args) == 1 and "0 records written, 0 already present" in _counts(capsys)   # detected, kept
+    MODELS.unregister("mine")
+    assert main(args + ["--rerun", "mine"]) == 0 and "3 records written, 0 already present" in _counts(capsys)
     second = read_records(tmp_path / "results")
     assert {k: r["encoder_hash"] for k, r in first.items()} != {k: r["encoder_hash"] for k, r in second.items()}
 
@@ -226,15 +231,16 @@ register_encoder("plug", Tiny)
 
 def test_changed_plugin_code_is_recomputed(tmp_path, tiny_run, capsys, fresh_registry):
     plugin = tmp_path / "plug.py"
+    changed = "hold another configuration"       # detected: kept and reported until --rerun plug
     for i, (width, extra, expect) in enumerate([(8, "", "1 records written"), (8, "", "0 records written"),
-                                                (8, " * 2", "1 records written"),   # same weights, new forward
-                                                (16, " * 2", "1 records written")]):  # new architecture
+                                                (8, " * 2", changed),   # same weights, new forward
+                                                (16, " * 2", changed)]):  # new architecture
         plugin.write_text(PLUGIN.format(width=width, extra=extra))
         MODELS._items.pop("plug", None)
         for k in [k for k in sys.modules if k.startswith("repeval_plugin_plug")]:
             del sys.modules[k]
-        assert main(["--plugin", str(plugin)] + tiny_run(models="plug")) == 0
-        assert expect in _counts(capsys), i
+        assert main(["--plugin", str(plugin)] + tiny_run(models="plug")) == (1 if expect == changed else 0)
+        assert expect in capsys.readouterr().err, i
 
 
 FAMILY = '''
@@ -258,7 +264,7 @@ def test_trainable_plugin_family_retrains_when_its_code_changes(tmp_path, tiny_r
         MODELS._items.pop("myfam", None)
         for k in [k for k in sys.modules if k.startswith("repeval_plugin_fam")]:
             del sys.modules[k]
-        assert main(["--plugin", str(plugin)] + tiny_run(models="myfam")) == 0
+        assert main(["--plugin", str(plugin)] + tiny_run(models="myfam") + ["--rerun", "myfam"]) == 0
         dirs.append(sorted(p.name for p in (tmp_path / "work/models/digits").iterdir()))
     assert len(dirs[0]) == 1 and len(dirs[1]) == 2          # a second checkpoint, not the old train.pt
 
@@ -272,7 +278,7 @@ def test_family_settings_are_config_and_hashed_per_family(tmp_path, tiny_run, ca
                                                   "gamma": 0.1, "gp_weight": 1.0, "critic_units": 16}
     ae_dirs = sorted((tmp_path / "work/models/digits").glob("ae-*"))
     args[args.index("dim.critic_units=16")] = "dim.critic_units=24"
-    assert main(args) == 0 and "3 records written, 3 already present" in _counts(capsys)
+    assert main(args + ["--rerun", "dim-l-infonce"]) == 0 and "3 records written, 3 already present" in _counts(capsys)
     assert sorted((tmp_path / "work/models/digits").glob("ae-*")) == ae_dirs
     assert main(tiny_run(models="dim-g") + ["--set", "dim.gamma=0", "--set", "dim.critic_units=16"]) == 0
     rec = next(r for k, r in read_records(tmp_path / "results").items() if "/dim-g/" in k)
@@ -288,10 +294,11 @@ def test_versions_enter_the_identity_and_prose_does_not(tmp_path, tiny_run, caps
     assert main(args) == 0 and "0 records written" in _counts(capsys)       # display text: no effect
     fam_cls = spec.build.family
     monkeypatch.setattr(fam_cls, "version", fam_cls.version + 1)
-    assert main(args) == 0 and "3 records written" in _counts(capsys)       # family version bumped
+    assert main(args) == 1 and "3 successful record(s)" in capsys.readouterr().err   # family version bumped
+    assert main(args + ["--rerun", "random"]) == 0 and "3 records written" in _counts(capsys)
     mlp = PROTOCOLS.get("mlp")
     monkeypatch.setitem(PROTOCOLS._items, "mlp", type(mlp)(**{**vars(mlp), "version": mlp.version + 1}))
-    assert main(args) == 0 and "3 records written" in _counts(capsys)       # protocol version bumped
+    assert main(args) == 1 and "3 successful record(s)" in capsys.readouterr().err   # protocol version bumped
 
 
 # ---------------------------------------------------------------------------------------- a killed run

@@ -414,7 +414,8 @@ def _write_curve(results: Path) -> None:
                     _write(results, rec)
             if epoch > 1:
                 rec = _epoch_record(model, display, "y", 0, None, epoch, "knn")
-                rec["success"], rec["metrics"] = True, {"accuracy_k20": base + epoch, "accuracy_k200": base + epoch - 1}
+                rec.update(success=True, error=None,
+                           metrics={"accuracy_k20": base + epoch, "accuracy_k200": base + epoch - 1})
                 _write(results, rec)
         svm = _epoch_record(model, display, "conv", 0, 50.0 + epoch, 6, "svm")
         _write(results, svm)
@@ -474,7 +475,7 @@ def test_table_x_holds_the_extra_protocols_only(results):
     for model, display, k20, k200, lin in (("ae", "AE", 40.0, 42.0, 45.0), ("random", "Random init", 30.0, 31.0, 33.0)):
         for tap in ("conv", "y"):
             rec = make_record(DS, model, display, "knn", tap, 0, None)
-            rec.update(success=True, metrics={"accuracy_k20": k20, "accuracy_k200": k200})
+            rec.update(success=True, error=None, metrics={"accuracy_k20": k20, "accuracy_k200": k200})
             _write(results, rec)
             rec = make_record(DS, model, display, "linear", tap, 0, lin)
             rec["metrics"].update(converged=0.0 if model == "ae" and tap == "y" else 1.0, weight_decay=1e-4)
@@ -506,7 +507,7 @@ def test_unreadable_and_invalid_records_are_skipped_with_a_warning(results, caps
     assert len(problems) == 2 and any("record schema None" in p for p in problems)
     assert main(["table", "--results", str(results), "--dataset", DS, "--no-plots", "--format", "md"]) == 0
     err = capsys.readouterr().err
-    assert err.count("repeval: warning: skipping unreadable record") == 2 and "Traceback" not in err
+    assert err.count("repeval: warning: not counted: ") == 2 and "Traceback" not in err
 
 
 def test_a_protocol_declared_in_a_test_gets_its_column_footnote_and_timing(tmp_path, capsys):
