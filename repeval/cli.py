@@ -330,11 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _merge_globals(build_parser().parse_args(argv))
     # A handler someone else installed stays: in a submitit job (--executor slurm) SIGTERM is left
     # to submitit, whose USR2 hook checkpoints and requeues the shard. Signals: main thread only.
+    main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM)
-    ours = previous == signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+    ours = previous == signal.SIG_DFL and main_thread
     if ours:
         signal.signal(signal.SIGTERM, _on_sigterm)
-    if hasattr(signal, "SIGXFSZ"):   # a file-size limit: an OSError naming the file, not a killed process
+    if hasattr(signal, "SIGXFSZ") and main_thread:   # a file-size limit: an OSError naming the file, not a kill
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     folders = _folders(args)
     try:
