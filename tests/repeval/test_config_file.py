@@ -62,8 +62,11 @@ def test_records_of_a_set_run_are_present_for_the_same_config_file(tmp_path, cap
     path.write_text(_config(capsys, *sets))
     assert main(["run", *where, "--config", str(path)]) == 0
     assert "0 records written, 3 already present" in capsys.readouterr().err
+    # --set over the file: a new identity; the records of the file's are kept unless --rerun
     assert main(["run", *where, "--config", str(path), "--set", "mlp.epochs=1", "--dry-run"]) == 0
-    assert "0 records present, 3 to compute" in capsys.readouterr().out   # --set over the file: a new identity
+    assert "3 mlp records of another configuration kept" in capsys.readouterr().out
+    assert main(["run", *where, "--config", str(path), "--set", "mlp.epochs=1", "--dry-run", "--rerun", "ae/mlp"]) == 0
+    assert "0 records present, 3 to compute" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, words", [
