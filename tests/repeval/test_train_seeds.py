@@ -87,3 +87,10 @@ def test_bad_train_seeds_fail_in_one_line(tmp_path, tiny_run, capsys):
     with pytest.raises(ConfigError):
         from repeval.cli import _int_list
         _int_list("1,x", "--train-seeds")
+
+
+def test_curve_preset_names_the_whole_zoo():
+    from repeval.presets import CURVE_MODELS
+    from repeval.registry import MODELS
+    builtin = {n for n in MODELS.names() if MODELS.get(n).source == "repeval"}
+    assert set(CURVE_MODELS) == builtin and len(CURVE_MODELS) == len(builtin) == 13
