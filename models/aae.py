@@ -1,4 +1,4 @@
-"""Adversarial autoencoder baseline (DIM_SPEC.md "Baselines"; Makhzani et al. 2016, Sec. 2).
+"""Adversarial autoencoder baseline (Hjelm et al. 2019, Sec. 4, baselines; Makhzani et al. 2016, Sec. 2).
 
 The AE of models/ae.py (same decoder, same mean-squared-error reconstruction) plus a
 discriminator on the code y against the prior N(0, I): MLP 64-1000-200-1 (the DIM prior

@@ -1,4 +1,4 @@
-"""Autoencoder baseline (DIM_SPEC.md "Baselines"): shared encoder, y = code, MSE reconstruction."""
+"""Autoencoder baseline (Hjelm et al. 2019, Sec. 4, baselines): shared encoder, y = code, MSE reconstruction."""
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""BiGAN / ALI with a deterministic encoder (DIM_SPEC.md "Baselines"; Donahue et al. 2017,
+"""BiGAN / ALI with a deterministic encoder (Hjelm et al. 2019, Sec. 4, baselines; Donahue et al. 2017,
 Dumoulin et al. 2017).
 
 Generator G = :class:`repeval.nets.Decoder` (z ~ N(0, I_64) -> image), encoder E = the shared

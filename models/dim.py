@@ -1,7 +1,7 @@
 """Deep InfoMax (Hjelm et al., ICLR 2019): DIM(G), DIM(L) with three estimators, DIM(L+G).
 
 Objective (paper Eq. 8): maximise alpha * I_global + beta * I_local and match sigmoid(y) to
-U[0,1]^64 with weight gamma. Everything below follows DIM_SPEC.md "DIM objectives":
+U[0,1]^64 with weight gamma. Everything below follows Hjelm et al. 2019, Sec. 3:
 
 * Local term (Sec. 3.2): the 128x8x8 map M and y go through "encoder-and-dot" 1x1-conv critics
   (:class:`repeval.critics.DotCritic`) to D = ``critic_units`` channels (``dim.critic_units``); scores

@@ -1,4 +1,4 @@
-"""Noise As Targets (Bojanowski & Joulin, ICML 2017; DIM_SPEC.md "Baselines").
+"""Noise As Targets (Bojanowski & Joulin, ICML 2017; Hjelm et al. 2019, Sec. 4, baselines).
 
 The features are the encoder's 64-d projection y (``encoder.out`` projects fc), L2-normalised;
 each training image owns one of n_train fixed targets drawn uniformly on the unit sphere S^63

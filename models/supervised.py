@@ -1,4 +1,4 @@
-"""Fully supervised upper reference (DIM_SPEC.md "Baselines", Table 1's first row).
+"""Fully supervised upper reference (Hjelm et al. 2019, Sec. 4, baselines, Table 1's first row).
 
 The shared encoder trained end to end with cross-entropy through the probe head of
 protocols/mlp.py (Linear(200) -> Dropout(0.1) -> BN1d -> ReLU -> Linear(n_classes)) on the ``fc``

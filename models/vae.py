@@ -1,4 +1,4 @@
-"""VAE and beta-VAE baselines (DIM_SPEC.md "Baselines"; Kingma & Welling 2014; Higgins et al. 2017).
+"""VAE and beta-VAE baselines (Hjelm et al. 2019, Sec. 4, baselines; Kingma & Welling 2014; Higgins et al. 2017).
 
 Heads for mu and log-variance both read the ``fc`` layer; the shared encoder's ``out`` layer IS the
 mu head, so the ``y`` tap (the representation every protocol sees) is mu. z = mu + sigma * eps with

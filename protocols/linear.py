@@ -8,7 +8,7 @@ ICML 2020, Appendix B.6, which also fits it with L-BFGS on frozen features), don
   (:func:`repeval.protocol.zscore`);
 - objective per weight decay lambda: mean_i CE(W x_i + b, y_i) + lambda / 2 |W|^2 (bias unpenalised),
   minimised full batch by L-BFGS (strong-Wolfe line search) from an analytic gradient, with W
-  stored as (classes, D) so that its gradient is G^T X (PERF_NOTES.md: faster than X^T G); the lambdas of the grid are fitted from the largest
+  stored as (classes, D) so that its gradient is G^T X (measured faster than X^T G, tests/benchmarks/protocols.py); the lambdas of the grid are fitted from the largest
   to the smallest, each warm-started from the previous solution (a regularisation path);
 - lambda chosen by accuracy on a validation split carved from the training split (``val_fraction``,
   seeded by the protocol seed; ties go to the larger lambda); with ``refit`` the chosen lambda is

@@ -1,4 +1,4 @@
-"""MINE estimate of I(X; y) between images and their code (DIM_SPEC.md protocol 4; Table 4), and a
+"""MINE estimate of I(X; y) between images and their code (Hjelm et al. 2019, Sec. 4; Table 4), and a
 plain MI estimator between two arrays.
 
 The authors never released this code; repeval's choices (Belghazi et al. 2018, "MINE"; the math is in
@@ -31,7 +31,7 @@ The authors never released this code; repeval's choices (Belghazi et al. 2018, "
   ``val_best`` (best validation bound), ``diverged`` (the validation bound collapsed after its best).
   A non-finite loss raises :class:`ProtocolFailure`.
 
-MINE's estimates on images are critic-dependent, relative scores (DIM_SPEC.md), not absolute MI.
+MINE's estimates on images are critic-dependent, relative scores (Hjelm et al. 2019), not absolute MI.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Neural dependency measure (NDM) of the code y (DIM_SPEC.md protocol 5; Hjelm et al. 2019, Sec. 4.1).
+"""Neural dependency measure (NDM) of the code y (Hjelm et al. 2019, Sec. 4.1).
 
 NDM measures how far the dimensions of y are from independent: a critic separates joint samples
 (rows of y) from samples of the product of marginals (each dimension shuffled independently across

@@ -1,6 +1,6 @@
-"""Reconstruction from the frozen code y (Table 4 "MS-SSIM" column; DIM_SPEC.md protocol 3).
+"""Reconstruction from the frozen code y (Table 4 "MS-SSIM" column; Hjelm et al. 2019, Sec. 4).
 
-Decoder (DIM_SPEC.md): Linear 64 -> 512x4x4 (no bias), BN, ReLU; transposed convs 4x4/2/1 to 256,
+Decoder (Hjelm et al. 2019): Linear 64 -> 512x4x4 (no bias), BN, ReLU; transposed convs 4x4/2/1 to 256,
 128, 64 channels (each BN, ReLU); conv 3x3 (pad 1) to 3 channels; tanh. Trained with MSE on the
 frozen codes of the training split (Adam ``lr`` 1e-4, betas (0.5, 0.999) as everywhere in the
 spec, batch 64, last partial batch dropped, seeded order; ``max_train`` > 0 trains on a seeded
@@ -12,7 +12,7 @@ split, images and reconstructions in [-1, 1]:
 - ``ssim``: single-scale SSIM (Wang et al. 2004) via ``pytorch_msssim.ssim``: Gaussian window
   11x11, sigma 1.5, K = (0.01, 0.03), valid convolution, on images mapped to [0, 1] with
   data range 1 (equivalently range 2.0 on [-1, 1]). This is the paper-compatible column: the
-  released code computes a single-scale SSIM and calls it MS-SSIM (DIM_SPEC.md).
+  released code computes a single-scale SSIM and calls it MS-SSIM (Hjelm et al. 2019).
 - ``ms_ssim``: a multi-scale SSIM (Wang et al. 2003) that runs on 32x32 images: ``ms_scales`` = 3
   scales (32, 16, 8 px, 2x2 average pooling between them), Gaussian window ``ms_win`` = 7x7 with
   sigma 1.5 at every scale, contrast-structure terms at scales 1..2 and the full SSIM at scale 3,
@@ -52,7 +52,7 @@ class ReconConfig:
     ms_win: int = 7
     ms_sigma: float = 1.5
     max_train: int = 0            # train the decoder on a seeded subset of this many images (0 = all)
-    width: int = 512              # channels after the linear layer (DIM_SPEC.md: 512), halved per deconv
+    width: int = 512              # channels after the linear layer (the released code: 512), halved per deconv
     grid_n: int = 16              # test images in the PNG grid written to <artifact_stem>.png
 
     def __post_init__(self):
@@ -137,7 +137,7 @@ REPORT = Reporting(
              ReportColumn("4", "ms_ssim", "MS-SSIM", "ms_ssim", fmt=".3f")),
     title="reconstruction",
     footnote="SSIM = protocol `recon`, metric `ssim`, compared with the paper's column \"MS-SSIM\", which the "
-             "released code computes as single-scale SSIM (DIM_SPEC.md, protocol 3); MS-SSIM = our metric "
+             "released code computes as single-scale SSIM (Hjelm et al. 2019, Sec. 4); MS-SSIM = our metric "
              "`ms_ssim` (no paper counterpart)")
 
 

@@ -4,7 +4,7 @@
 ``--download``, the library's published weights), and a declared input adaptation:
 
 * channels: 3-channel images as given, 1-channel images repeated to 3;
-* range and normalisation: repeval's images are in [-1, 1] (DIM_SPEC.md "Data": Normalize(0.5, 0.5));
+* range and normalisation: repeval's images are in [-1, 1] (Hjelm et al. 2019's released code: Normalize(0.5, 0.5));
   they are mapped back to [0, 1] and normalised with the mean/std the architecture's published
   weights were trained with (torchvision's weights metadata, timm's ``pretrained_cfg``), or with
   ImageNet's, or not at all;

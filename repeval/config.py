@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Encoder training shared by every family (DIM_SPEC.md "Optimisation"): Adam 1e-4, betas
+    """Encoder training shared by every family (Hjelm et al. 2019, App. A): Adam 1e-4, betas
     (0.5, 0.999), batch 64. Family-specific settings live in each family's own config section.
 
     ``epochs`` is how far to train; ``eval_epochs`` lists the epochs at which the encoder is

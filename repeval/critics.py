@@ -1,4 +1,4 @@
-"""Critic building blocks shared by the encoder families (DIM_SPEC.md "DIM objectives", "Baselines").
+"""Critic building blocks shared by the encoder families (Hjelm et al. 2019, Sec. 3 and 4).
 
 * :class:`DotCritic` - the "encoder-and-dot" embedding network of the released DIM code
   (``MI1x1ConvNet``): 1x1 conv (no bias) -> BN -> ReLU -> 1x1 conv, plus a linear 1x1 shortcut,
@@ -8,7 +8,7 @@
 * :func:`prior_discriminator` - MLP 64 -> 1000 -> 200 -> 1 (DIM prior matching, AAE).
 * :class:`JointDiscriminator` - BiGAN's D(x, z).
 * :func:`gan_losses_with_gp` - discriminator GAN loss and the zero-centred gradient penalty
-  0.5 * (E|grad D(real)|^2 + E|grad D(fake)|^2) (DIM_SPEC.md "Prior matching"; Mescheder et al. 2018),
+  0.5 * (E|grad D(real)|^2 + E|grad D(fake)|^2) (Hjelm et al. 2019, Sec. 3.5; Mescheder et al. 2018),
   or on real samples only.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def default_gemm() -> str:
     """How :class:`DotCritic` runs its 1x1 convs on CPU: ``conv`` (oneDNN) or ``linear`` (MKL GEMM).
 
     Same parameters and the same numbers up to float rounding (~4e-6); only speed differs, and
-    it differs by machine: on AVX-512 CPUs oneDNN's 1x1 conv beat MKL's GEMM by ~50% (PERF_NOTES.md),
+    it differs by machine: on AVX-512 CPUs oneDNN's 1x1 conv beat MKL's GEMM by ~50% (measured),
     on an AVX2-only EPYC (Zen 3) the GEMM form was 15% faster (critic forward+backward, 2048
     units). Override with the environment variable REPEVAL_CRITIC_GEMM=conv|linear. CUDA tensors
     always take the GEMM form.
@@ -101,13 +101,13 @@ def global_dim_net(in_channels: int, units: int, fc_units: int = 1024) -> nn.Seq
 
 
 def prior_discriminator(dim: int = 64) -> nn.Sequential:
-    """Prior-matching discriminator, MLP dim -> 1000 ReLU -> 200 ReLU -> 1 (DIM_SPEC.md)."""
+    """Prior-matching discriminator, MLP dim -> 1000 ReLU -> 200 ReLU -> 1 (Hjelm et al. 2019)."""
     return mlp([dim, 1000, 200, 1])
 
 
 class JointDiscriminator(nn.Module):
     """BiGAN/ALI D(x, z): conv x-branch (4x4/2/1 convs 64, 128, 256, LeakyReLU 0.2, no BN) to 256
-    features, concatenated with z, then FC 512 - 128 - 1 (DIM_SPEC.md "Baselines")."""
+    features, concatenated with z, then FC 512 - 128 - 1 (Hjelm et al. 2019, Sec. 4, baselines)."""
 
     def __init__(self, in_channels: int = 3, z_dim: int = 64, x_features: int = 256):
         super().__init__()

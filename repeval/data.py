@@ -1,7 +1,7 @@
 """Datasets as whole tensors: float in [-1, 1], NCHW, integer labels, a fixed train/test split.
 
 Batches are drawn by index from these tensors once they are on the target device; there are no
-per-image PIL transforms anywhere in training or extraction (DIM_SPEC.md "Data": Normalize(0.5, 0.5),
+per-image PIL transforms anywhere in training or extraction (Hjelm et al. 2019's released code: Normalize(0.5, 0.5),
 no augmentation). Sources: the embedded ``digits``, torchvision's formats
 (:mod:`repeval.data_torchvision`: ``cifar10``, ``cifar100``, ``stl10``, ``svhn``), ``npz:DIR`` and
 ``imagefolder:DIR`` (:mod:`repeval.data_imagefolder`);

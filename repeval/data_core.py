@@ -3,7 +3,7 @@
 Every loader hands raw uint8 images (N, H, W, 3) and labels per split to :func:`assemble`, which
 validates them (one-line :class:`DataError` naming the file or dataset), hashes their content,
 chooses the dataset's *label* (its name in ``results/`` and the tables) and converts to float
-tensors in [-1, 1] (DIM_SPEC.md "Data": Normalize(0.5, 0.5), no augmentation).
+tensors in [-1, 1] (Hjelm et al. 2019's released code: Normalize(0.5, 0.5), no augmentation).
 
 Labels are unique per content: a dataset whose content is verified as a published one (the
 archive's published checksums, or a content hash pinned in code) keeps its plain name

@@ -70,7 +70,7 @@ def local_bound(scores: torch.Tensor, estimator: str) -> torch.Tensor:
     """DIM(L) bound from scores (N, L, N, L) = G_i . L_j(l'), averaged over locations l.
 
     Positives are (i, l) with its own location; negatives are every location l' of every other
-    image j != i (DIM_SPEC.md: 4032 negatives per positive at N=64, L=64). Locations of the same
+    image j != i (Hjelm et al. 2019: 4032 negatives per positive at N=64, L=64). Locations of the same
     image are neither positives nor negatives for one another.
     """
     n, L = scores.shape[0], scores.shape[1]
@@ -131,7 +131,7 @@ def global_local_bound(scores: torch.Tensor, estimator: str) -> torch.Tensor:
 
     The global vector G_i does not depend on the location, so the (N, L, N, L) layout repeats
     every row L times. Positives are ``scores[i, i, l]``; the negatives of (i, l) are
-    ``scores[i, j, l']`` for every j != i and every l' (DIM_SPEC.md: 4032 per positive at
+    ``scores[i, j, l']`` for every j != i and every l' (Hjelm et al. 2019: 4032 per positive at
     N = L = 64), the same set for every location l of image i. Hence for infoNCE the log-sum-exp
     over the negatives is computed once per image and shared by its L positives, and the JSD/DV
     negative terms are plain means over the off-diagonal (i, j) blocks (Hjelm et al. 2019, Eqs. 4-5;

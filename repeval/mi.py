@@ -461,7 +461,7 @@ def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg, *, seed: int,
 
     ``cfg`` is a :class:`repeval.protocols.ndm.NDMConfig` (fields read: standardize, steps,
     min_steps, batch_size, lr, beta1, beta2, hidden, eval_shuffles, eval_every, patience, min_delta,
-    val_fraction, max_val, max_eval). Hjelm et al. 2019, Sec. 4.1 / DIM_SPEC.md protocol 5: the
+    val_fraction, max_val, max_eval). Hjelm et al. 2019, Sec. 4.1: the
     critic (D -> hidden... -> 1, ReLU) separates rows of z (joint) from column-shuffled rows (product
     of marginals), trained on the KL (NWJ) bound E_P[T] - E_Q[e^(T - 1)]
     (:func:`repeval.estimators.kl_bound`) with a fresh shuffle of a ``batch_size`` batch each step;

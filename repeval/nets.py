@@ -1,4 +1,4 @@
-"""Networks shared by every encoder family (DIM_SPEC.md, "Shared encoder" and "Baselines").
+"""Networks shared by every encoder family (Hjelm et al. 2019, App. A and Sec. 4).
 
 Every model in the tables uses :class:`SharedEncoder`, so rows compare objectives, not
 architectures. Its forward returns an ordered mapping of named feature taps, which is the whole
@@ -25,7 +25,7 @@ def deconv_bn_relu(cin: int, cout: int) -> nn.Sequential:
 
 
 class SharedEncoder(nn.Module):
-    """The CIFAR encoder of DIM_SPEC.md: taps ``conv`` (256x4x4), ``fc`` (1024) and ``y`` (64).
+    """The CIFAR encoder of Hjelm et al. 2019, App. A: taps ``conv`` (256x4x4), ``fc`` (1024) and ``y`` (64).
 
     ``forward(x, local=True)`` also returns ``local``, the 128x8x8 map M that DIM(L) scores
     against y (Hjelm et al. 2019, Sec. 3.2); it is not a benchmark tap.
@@ -56,7 +56,7 @@ class SharedEncoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Baseline generator/decoder (DIM_SPEC.md "Baselines"): z (64) -> 3x32x32 in [-1, 1]."""
+    """Baseline generator/decoder (Hjelm et al. 2019, Sec. 4, baselines): z (64) -> 3x32x32 in [-1, 1]."""
 
     def __init__(self, z_dim: int = 64, out_channels: int = 3):
         super().__init__()
@@ -79,7 +79,7 @@ def mlp(sizes: list[int] | tuple[int, ...]) -> nn.Sequential:
 
 
 def probe_head(d_in: int, n_classes: int, hidden: int = 200, dropout: float = 0.1) -> nn.Sequential:
-    """The non-linear classifier of Table 1 (DIM_SPEC.md protocol 1; Hjelm et al. 2019, Sec. 4.2):
+    """The non-linear classifier of Table 1 (Hjelm et al. 2019, Sec. 4.2):
     Linear(d_in, hidden) -> Dropout -> BN1d -> ReLU -> Linear(hidden, n_classes). Also the head of
     the fully supervised baseline."""
     return nn.Sequential(nn.Linear(d_in, hidden), nn.Dropout(dropout), nn.BatchNorm1d(hidden),

@@ -2,7 +2,7 @@
 models map onto its rows.
 
 The numbers ship with the package (``repeval/paper/table1.csv``, ``table4.csv``; copies of
-DIM_SPEC.md's reference tables) and are read with :mod:`importlib.resources`, so ``repeval table``
+the paper's camera-ready tables) and are read with :mod:`importlib.resources`, so ``repeval table``
 works from an installed wheel. The camera-ready tables differ from the review version; these are the
 camera-ready ones.
 

@@ -17,7 +17,7 @@ through :func:`load_records` alone); nothing is recomputed. Stages, each a plain
 The columns, their number format, the title phrase, the "Cells" footnote and the learning-curve
 metrics are declared by each protocol at its registration (:class:`repeval.protocol.Reporting`):
 a new protocol's columns, footnote and timing appear here with no edit to this package. Table 1
-(DIM_SPEC.md protocol 1): the non-linear probe ``mlp``; Table 4: ``svm``, ``recon``, ``mine``,
+(Hjelm et al. 2019, Sec. 4): the non-linear probe ``mlp``; Table 4: ``svm``, ``recon``, ``mine``,
 ``ndm``; Table X: ``knn`` and ``linear``, never mixed into the paper's tables; Table T: every tap of
 every model (a backbone's stages, a plugin's own taps) with every reported metric of every protocol,
 and :func:`unshown` names the records no table shows, and why. A missing cell is an em dash, never 0.

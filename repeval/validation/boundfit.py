@@ -5,7 +5,7 @@ Used by ``repeval validate`` to compare the DV, JSD and infoNCE objectives of
 :func:`repeval.estimators.pairwise_bound`) with MINE on distributions of known MI.
 
 The critic is *separable*, T(x, y) = f(x) . g(y) with two small ReLU MLPs: the "encoder-and-dot"
-form of DIM's own critics (DIM_SPEC.md "DIM objectives"), so a batch of K pairs gives a K x K score
+form of DIM's own critics (Hjelm et al. 2019, Sec. 3), so a batch of K pairs gives a K x K score
 matrix (diagonal = joint samples, off-diagonal = product of marginals) for 2K forward passes.
 Several independent critics (one per (data set, estimator) job) are trained *stacked*, as one
 batched network (``torch.baddbmm`` over a leading job axis): each job has its own data, weights

@@ -1,6 +1,6 @@
 """Synthetic images and graded perturbations (noise, blur) for the SSIM sanity checks of
 ``repeval validate``. Pure tensor functions, seeded, no I/O; images live in [-1, 1] like the
-benchmark's data (DIM_SPEC.md "Data").
+benchmark's data (Hjelm et al. 2019's released code).
 """
 from __future__ import annotations
 

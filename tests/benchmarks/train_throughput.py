@@ -60,7 +60,7 @@ def sync(device: str) -> None:
 def dim_l_gflop_per_image(units: int, n: int = 64, locs: int = 64, c_local: int = 128, y_dim: int = 64) -> float:
     """GEMM work of one DIM(L) step per image: forward + input-grad + weight-grad (3x) of the local
     critic (conv1, shortcut, conv2 at every location), the y critic, the (N, N*L) scores, and the
-    encoder's 43.6 MFLOP forward (DIM_SPEC.md encoder)."""
+    encoder's 43.6 MFLOP forward (Hjelm et al. 2019, App. A encoder)."""
     local = 2 * locs * (2 * c_local * units + units * units)
     glob = 2 * (2 * y_dim * units + units * units)
     scores = 2 * n * locs * units
