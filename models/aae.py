@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from repeval.critics import gan_losses_with_gp, nonsaturating_loss, prior_discriminator
-from repeval.nets import Decoder
-from repeval.train import Family
-from repeval.zoo import register_model
+from repeval.estimators.critics import gan_losses_with_gp, nonsaturating_loss, prior_discriminator
+from repeval.estimators.nets import Decoder
+from repeval.engine.train import Family
+from repeval.plugin.zoo import register_model
 
 
 @register_model("aae", "AAE")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from repeval.nets import Decoder
-from repeval.train import Family
-from repeval.zoo import register_model
+from repeval.estimators.nets import Decoder
+from repeval.engine.train import Family
+from repeval.plugin.zoo import register_model
 
 
 @register_model("ae", "AE")

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from repeval.critics import JointDiscriminator, gan_losses_with_gp
-from repeval.nets import Decoder
-from repeval.train import Family
-from repeval.zoo import register_model
+from repeval.estimators.critics import JointDiscriminator, gan_losses_with_gp
+from repeval.estimators.nets import Decoder
+from repeval.engine.train import Family
+from repeval.plugin.zoo import register_model
 
 
 @register_model("bigan", "BiGAN")

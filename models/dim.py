@@ -36,10 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from repeval.config import ConfigError
-from repeval.critics import DotCritic, gan_losses_with_gp, global_dim_net, nonsaturating_loss, prior_discriminator
-from repeval.estimators import global_local_bound, pairwise_bound
-from repeval.train import Family
-from repeval.zoo import register_model
+from repeval.estimators.critics import DotCritic, gan_losses_with_gp, global_dim_net, nonsaturating_loss, prior_discriminator
+from repeval.estimators.bounds import global_local_bound, pairwise_bound
+from repeval.engine.train import Family
+from repeval.plugin.zoo import register_model
 
 ESTIMATORS = ("jsd", "dv", "infonce")
 LOCAL_CHANNELS = 128  # channels of the local map M (SharedEncoder block2)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from repeval.seeding import derive_seed, generator
-from repeval.train import Family
-from repeval.zoo import register_model
+from repeval.engine.train import Family
+from repeval.plugin.zoo import register_model
 
 
 def sphere_targets(n: int, dim: int, seed: int) -> torch.Tensor:

@@ -4,8 +4,8 @@ Every learned row must clear it; its BN layers use their initial running statist
 """
 from __future__ import annotations
 
-from repeval.train import Family
-from repeval.zoo import register_model
+from repeval.engine.train import Family
+from repeval.plugin.zoo import register_model
 
 
 @register_model("random", "Random init")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from repeval.nets import probe_head
-from repeval.train import Family
-from repeval.zoo import register_model
+from repeval.estimators.nets import probe_head
+from repeval.engine.train import Family
+from repeval.plugin.zoo import register_model
 
 HIDDEN, DROPOUT = 200, 0.1
 

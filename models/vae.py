@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from repeval.nets import Decoder
-from repeval.train import Family
-from repeval.zoo import register_model
+from repeval.estimators.nets import Decoder
+from repeval.engine.train import Family
+from repeval.plugin.zoo import register_model
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from repeval.config import ConfigError
-from repeval.protocol import ProtocolInput, ReportColumn, Reporting, register_protocol
+from repeval.plugin.protocol import ProtocolInput, ReportColumn, Reporting, register_protocol
 
 
 @dataclass(frozen=True)

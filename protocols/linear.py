@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from repeval.config import ConfigError
-from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore
+from repeval.plugin.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
 
 

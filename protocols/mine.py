@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from repeval.config import make_config
-from repeval.mi import ESTIMATORS, TRANSFORMS, as_tensor, cpu_threads, mine_fit_evaluate
-from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol
+from repeval.estimators.mi import ESTIMATORS, TRANSFORMS, as_tensor, cpu_threads, mine_fit_evaluate
+from repeval.plugin.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol
 from repeval.seeding import derive_seed, generator
 
 

@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repeval.nets import probe_head
-from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore_stats
+from repeval.estimators.nets import probe_head
+from repeval.plugin.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore_stats
 from repeval.seeding import derive_seed, generator
-from repeval.train import fused_adam
+from repeval.engine.train import fused_adam
 
 SCHEDULES = ("cosine", "multistep")
 

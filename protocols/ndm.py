@@ -34,8 +34,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from repeval.config import make_config
-from repeval.mi import as_tensor, ndm_fit_score, shuffle_columns
-from repeval.protocol import ProtocolInput, ReportColumn, Reporting, register_protocol
+from repeval.estimators.mi import as_tensor, ndm_fit_score, shuffle_columns
+from repeval.plugin.protocol import ProtocolInput, ReportColumn, Reporting, register_protocol
 from repeval.seeding import derive_seed, generator
 
 __all__ = ["NDMConfig", "neural_dependency", "neural_dependency_details", "ndm_protocol", "shuffle_columns"]

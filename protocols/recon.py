@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repeval.nets import deconv_bn_relu
-from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore
+from repeval.estimators.nets import deconv_bn_relu
+from repeval.plugin.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore
 from repeval.seeding import derive_seed, generator
-from repeval.ssim import MS_SSIM_WEIGHTS, ms_ssim, released_ssim, ssim, to_unit
+from repeval.estimators.ssim import MS_SSIM_WEIGHTS, ms_ssim, released_ssim, ssim, to_unit
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def save_grid(images: torch.Tensor, recons: torch.Tensor, path: str | Path) -> P
 
     from torchvision.utils import save_image
 
-    from repeval.storage import atomic_write_bytes
+    from repeval.store.storage import atomic_write_bytes
     buf = io.BytesIO()
     n = images.shape[0]
     save_image(to_unit(torch.cat([images, recons]).detach().float().cpu()), buf, format="png", nrow=n, padding=1)

@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import torch
 
-from repeval.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore_stats
+from repeval.plugin.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore_stats
 from repeval.seeding import derive_seed, generator
-from repeval.train import fused_adam
+from repeval.engine.train import fused_adam
 
 MULTICLASS = ("crammer_singer", "ovr")
 LOSSES = ("hinge", "squared_hinge")

@@ -14,9 +14,10 @@ __version__ = "0.1.0"
 
 # The public API, imported on first use (PEP 562): importing the package itself loads no torch, so
 # the console command (repeval.entry) can turn a Ctrl-C during the heavy imports into a clean exit.
-_API = {"TrainConfig": "config", "SharedEncoder": "nets", "ProtocolInput": "protocol",
-        "register_protocol": "protocol", "DATASETS": "registry", "MODELS": "registry", "PROTOCOLS": "registry",
-        "Family": "train", "register_encoder": "zoo", "register_model": "zoo", "register_backbone": "zoo"}
+_API = {"TrainConfig": "config", "SharedEncoder": "estimators.nets", "ProtocolInput": "plugin.protocol",
+        "register_protocol": "plugin.protocol", "DATASETS": "registry", "MODELS": "registry", "PROTOCOLS": "registry",
+        "Family": "engine.train", "register_encoder": "plugin.zoo", "register_model": "plugin.zoo",
+        "register_backbone": "plugin.zoo"}
 
 
 def __getattr__(name: str):

@@ -18,18 +18,18 @@ from pathlib import Path
 
 from . import load_builtins
 from .config import ConfigError, format_sections, merge_overrides, parse_overrides, to_dict
-from .config_file import read_config_file
+from .engine.config_file import read_config_file
 from .data import DataError, dataset_names, load_dataset
-from .features import EncoderContractError
-from .guards import check_log_file, describe_os_error
+from .engine.features import EncoderContractError
+from .store.guards import check_log_file, describe_os_error
 from .launch import LaunchError
 from .launch.options import add_run_options, add_status_command
-from .plugins import PluginError, load_plugin
-from .presets import PRESETS
-from .progress import LOGGER, TensorBoardLog, setup_logging
-from .records import RecordError
+from .plugin.loader import PluginError, load_plugin
+from .engine.presets import PRESETS
+from .store.progress import LOGGER, TensorBoardLog, setup_logging
+from .store.records import RecordError
 from .registry import MODELS, PROTOCOLS, RegistryError
-from .storage import CheckpointError
+from .store.storage import CheckpointError
 
 USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError,
                RecordError, LaunchError)
@@ -197,7 +197,7 @@ def cmd_list() -> int:
 def _run_options(args, protocols: list[str], models: list[str] | None = None, **kw):
     """The run's options: the preset (``--preset``, else the ``--config`` file's, else quick) and its
     overrides (the ``--config`` file's, then ``--set``, which wins per key)."""
-    from .runner import RunOptions
+    from .engine.runner import RunOptions
 
     preset, from_file = read_config_file(args.config) if args.config else (None, {})
     return RunOptions(models=models or [], protocols=protocols, preset=PRESETS.get(args.preset or preset or "quick"),
@@ -208,7 +208,7 @@ def resolved_sections(opts) -> dict[str, object]:
     """Every config section of a run with ``opts``, fully resolved (preset + --set): ``train``, each
     protocol's, and each model's family config under its ``--set`` section (``SECTION.MODEL`` when
     several models share that section with different defaults)."""
-    from .runner import resolve_configs
+    from .engine.runner import resolve_configs
 
     cfg = resolve_configs(opts)
     out: dict[str, object] = {"train": cfg.train, **cfg.protocols}
@@ -260,7 +260,7 @@ def _int_list(text: str | None, flag: str) -> tuple[int, ...]:
 
 
 def cmd_run(args) -> int:
-    from .runner import run
+    from .engine.runner import run
 
     models = list(dict.fromkeys(_listarg(args.models) or MODELS.names()))     # a name given twice runs once
     protocols = list(dict.fromkeys(_listarg(args.protocols) or PROTOCOLS.names()))
@@ -291,9 +291,9 @@ def cmd_run(args) -> int:
     if args.dry_run or args.train_only:
         return 1 if failures else 0
     if not args.no_table:
-        from .summary import print_summary
+        from .report.tables import print_tables
         for label, group in shown:
-            print_summary(args.results, label, group)
+            print_tables(args.results, label, group)
     print(f"{written} records written, {skipped} already present, {failures} failures", file=sys.stderr)
     return 1 if failures else 0
 
@@ -301,7 +301,7 @@ def cmd_run(args) -> int:
 def datasets_for(spec: str, models: list[str], args):
     """(dataset, models) to run: the dataset once for every model, or, for ``imagefolder:`` data,
     once per input size the models take (:func:`repeval.zoo.input_size_groups`), loaded lazily."""
-    from .zoo import input_size_groups
+    from .plugin.zoo import input_size_groups
 
     groups = input_size_groups(models) if spec.startswith("imagefolder:") else [(None, models)]
     for size, group in groups:
@@ -310,9 +310,9 @@ def datasets_for(spec: str, models: list[str], args):
 
 def register_from_args(args) -> None:
     """Plugins, --pretrained checkpoints and --backbone models named on the command line."""
-    from .backbones import parse_backbone_arg
-    from .nets import SharedEncoder
-    from .zoo import register_backbone_spec, register_encoder
+    from .plugin.backbones import parse_backbone_arg
+    from .estimators.nets import SharedEncoder
+    from .plugin.zoo import register_backbone_spec, register_encoder
 
     for path in args.plugin:
         load_plugin(path)
@@ -385,7 +385,7 @@ def _dispatch(args) -> int:
         from .launch.status import cmd_status
         return cmd_status(args)
     if args.command == "table":
-        from .tables import cmd_table
+        from .report.tables import cmd_table
         return cmd_table(args)
     if args.command == "validate":
         from .validation import cmd_validate

@@ -7,8 +7,8 @@ import repeval  # first: it sets OMP_WAIT_POLICY=PASSIVE before torch loads Open
 import pytest
 import torch
 
-from repeval.mi import cpu_threads
-from repeval.progress import setup_logging
+from repeval.estimators.mi import cpu_threads
+from repeval.store.progress import setup_logging
 from tests.helpers import blob_task
 
 repeval.load_builtins()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from repeval.config import TrainConfig
-from repeval.protocol import ProtocolInput, Split
+from repeval.plugin.protocol import ProtocolInput, Split
 from repeval.registry import MODELS
 from repeval.seeding import generator
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from repeval.cli import main
-from repeval.presets import PRESETS, Preset
+from repeval.engine.presets import PRESETS, Preset
 from repeval.registry import MODELS
 
 README = Path(__file__).resolve().parent.parent / "README.md"

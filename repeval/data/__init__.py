@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data_core import (DEFAULT_DATA_ROOT, DataError, Dataset, Source, assemble,  # noqa: F401
+from .core import (DEFAULT_DATA_ROOT, DataError, Dataset, Source, assemble,  # noqa: F401
                         check_input_size, check_npz_sizes, content_hash, from_uint8_nhwc)
-from .registry import DATASETS
+from ..registry import DATASETS
 
 # npz contents recognised by their content hash (data_core.content_hash of the checked arrays: train
 # images, train labels, test images, test labels), wherever the folder is and whatever it is called.
@@ -71,7 +71,7 @@ def load_npz(directory: str | Path, image_size: int | None = None) -> Dataset:
     return assemble(source, *raw, where=(str(d / "train.npz"), str(d / "test.npz")), image_size=image_size)
 
 
-from . import data_torchvision  # noqa: E402,F401  (registers cifar10, cifar100, stl10, svhn after digits)
+from . import torchvision_sets  # noqa: E402,F401  (registers cifar10, cifar100, stl10, svhn after digits)
 
 
 def dataset_names() -> list[str]:
@@ -88,7 +88,7 @@ def load_dataset(spec: str, data_root: str | Path | None = None, download: bool 
     if spec.startswith("npz:"):
         return load_npz(spec[4:], image_size)
     if spec.startswith("imagefolder:"):
-        from .data_imagefolder import load_imagefolder
+        from .imagefolder import load_imagefolder
         return load_imagefolder(spec[len("imagefolder:"):], image_size)
     kwargs = {"download": download, "image_size": image_size}
     if data_root is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data_core import DataError, Dataset, Source, assemble, resize_uint8
+from .core import DataError, Dataset, Source, assemble, resize_uint8
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 PLAIN_SIZE = 32     # the size the plain label stands for (the shared encoder's input)

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .registry import RegistryError, check_name
-from .storage import CheckpointError, load_sealed, save_sealed
+from ..registry import RegistryError, check_name
+from ..store.storage import CheckpointError, load_sealed, save_sealed
 
 
 class EncoderContractError(TypeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .registry import Registry
+from ..registry import Registry
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .nets import SharedEncoder
-from .seeding import derive_seed, generator
-from .storage import CheckpointError, load_sealed, save_sealed
+from ..config import TrainConfig
+from ..estimators.nets import SharedEncoder
+from ..seeding import derive_seed, generator
+from ..store.storage import CheckpointError, load_sealed, save_sealed
 
 
 def fused_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:

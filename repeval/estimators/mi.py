@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .estimators import dv_ema_loss, kl_bound, log_mean_exp
+from .bounds import dv_ema_loss, kl_bound, log_mean_exp
 from .nets import mlp
-from .protocol import ProtocolFailure, zscore
-from .seeding import derive_seed, generator
-from .train import fused_adam
+from ..plugin.protocol import ProtocolFailure, zscore
+from ..seeding import derive_seed, generator
+from ..engine.train import fused_adam
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 
-from ..progress import log
+from ..store.progress import log
 from .errors import LaunchError
 from .layout import launch_folder, logs_folder, new_launch_id, outcome_path, read_outcome, shard_lock_path, \
     write_manifest
@@ -79,7 +79,7 @@ def launch(args, opts) -> int:
     """Run or submit every model of ``opts`` as its own shard; see the module docstring."""
     from ..cli import build_parser
     from ..data import load_dataset
-    from ..zoo import input_size_groups
+    from ..plugin.zoo import input_size_groups
     from .argv import shard_argv
 
     devices = check_options(args)
@@ -171,8 +171,8 @@ def _run_local(args, opts, make_shard, devices, manifest, record_job, folder, lo
               file=sys.stderr)
         return 130
     if not args.no_table:
-        from ..summary import print_summary
-        print_summary(opts.results, label, list(opts.models))
+        from ..report.tables import print_tables
+        print_tables(opts.results, label, list(opts.models))
     n = len(opts.models)
     print(f"{n} shard{'s' if n != 1 else ''}: {n - len(failed)} done, {len(failed)} failed", file=sys.stderr)
     for f in failed:

@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from ..storage import atomic_write_json, read_json
+from ..store.storage import atomic_write_json, read_json
 
 
 def launch_root(workdir: str | Path) -> Path:

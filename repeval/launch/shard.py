@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..locks import model_lock
-from ..progress import log
+from ..store.locks import model_lock
+from ..store.progress import log
 from .layout import shard_lock_path, write_outcome
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..locks import lock_holder
-from ..records import ResultsLayout
+from ..store.locks import lock_holder
+from ..store.records import ResultsLayout
 from .layout import launch_root, read_manifest, read_outcome
 from .shard import logs_tail
 

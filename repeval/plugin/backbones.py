@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, make_config
-from .registry import RegistryError, check_name
-from .storage import CheckpointError, state_dict_hash
+from ..config import ConfigError, make_config
+from ..registry import RegistryError, check_name
+from ..store.storage import CheckpointError, state_dict_hash
 from .zoo import load_encoder_weights
 
 SOURCES = ("torchvision", "timm")

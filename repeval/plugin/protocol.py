@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from .registry import PROTOCOLS
+from ..registry import PROTOCOLS
 
 
 @dataclass(frozen=True)

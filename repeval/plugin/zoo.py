@@ -24,12 +24,12 @@ from typing import Callable
 
 from torch import nn
 
-from .config import ConfigError, TrainConfig, make_config, to_dict
-from .registry import MODELS, where_defined
-from .storage import CheckpointError, architecture_signature, file_hash, load_checkpoint, state_dict_hash
-from .train import Family
+from ..config import ConfigError, TrainConfig, make_config, to_dict
+from ..registry import MODELS, where_defined
+from ..store.storage import CheckpointError, architecture_signature, file_hash, load_checkpoint, state_dict_hash
+from ..engine.train import Family
 
-_PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parent.parent / d) for d in ("repeval", "models", "protocols"))
+_PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parents[2] / d) for d in ("repeval", "models", "protocols"))
 
 
 def _code_hash(source: str | None) -> str | None:

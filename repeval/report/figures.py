@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .storage import atomic_write_bytes  # noqa: E402
+from ..store.storage import atomic_write_bytes  # noqa: E402
 
 
 def save_png(fig, path: Path, dpi: int = 120) -> Path:

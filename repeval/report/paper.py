@@ -40,14 +40,14 @@ def dataset_title(label: str) -> str:
 @functools.lru_cache(maxsize=None)
 def load_table(n: int) -> pd.DataFrame:
     """The shipped CSV of the paper's Table ``n`` (1 or 4), comment lines dropped."""
-    text = resources.files("repeval").joinpath("paper", f"table{n}.csv").read_text(encoding="utf-8")
+    text = resources.files("repeval.report").joinpath("paper", f"table{n}.csv").read_text(encoding="utf-8")
     return pd.read_csv(io.StringIO(text), comment="#", skipinitialspace=True)
 
 
 @functools.lru_cache(maxsize=None)
 def header(n: int) -> tuple[str, ...]:
     """The comment lines at the top of the shipped CSV (the table's caption, as transcribed)."""
-    text = resources.files("repeval").joinpath("paper", f"table{n}.csv").read_text(encoding="utf-8")
+    text = resources.files("repeval.report").joinpath("paper", f"table{n}.csv").read_text(encoding="utf-8")
     return tuple(line.lstrip("# ").rstrip() for line in text.splitlines() if line.startswith("#"))
 
 

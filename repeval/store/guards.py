@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import ConfigError
+from ..config import ConfigError
 
 _DATA_MAGIC = (b"{", b"[", b"PK\x03\x04", b"\x80", b"\x93NUMPY")   # JSON, torch zip, pickle, .npy
 _DATA_SUFFIXES = (".json", ".pt", ".pth", ".npz", ".npy", ".lock", ".tmp")

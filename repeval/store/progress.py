@@ -16,7 +16,7 @@ from typing import Mapping
 
 from tqdm.auto import tqdm
 
-from .config import ConfigError
+from ..config import ConfigError
 from .storage import open_regular
 
 LOGGER = logging.getLogger("repeval")

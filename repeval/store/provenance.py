@@ -70,7 +70,7 @@ def runtime() -> dict:
     import torch
 
     import repeval
-    from .critics import default_gemm
+    from ..estimators.critics import default_gemm
     return {"torch_threads": torch.get_num_threads(), "cpu_isa": cpu_isa(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
             "omp_wait_policy_set_by": "user" if repeval.OMP_WAIT_POLICY_FROM_USER else "repeval",

@@ -14,7 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config import config_hash
+from ..config import config_hash
 from .storage import atomic_write_json, not_regular, read_json
 
 SCHEMA = 2

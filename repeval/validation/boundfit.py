@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..estimators import pairwise_bound
+from ..estimators.bounds import pairwise_bound
 from ..seeding import derive_seed, generator
 
 ESTIMATORS = ("dv", "jsd", "infonce")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy.special import digamma, gammaln
 
-from ..estimators import gaussian_mi, gaussian_total_correlation
+from ..estimators.bounds import gaussian_mi, gaussian_total_correlation
 from ..seeding import derive_seed, generator
 
 __all__ = ["gaussian_mi", "gaussian_total_correlation", "noisy_channel_mi", "sample_correlated_gaussian",

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..seeding import derive_seed, generator
-from ..ssim import gaussian_window
+from ..estimators.ssim import gaussian_window
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..storage import atomic_write_text
+from ..store.storage import atomic_write_text
 from .registry import Check, CheckResult
 
 

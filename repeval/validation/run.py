@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError, config_hash
-from ..progress import log as progress_log
-from ..provenance import provenance
-from ..storage import atomic_write_json, atomic_write_text, read_json
+from ..store.progress import log as progress_log
+from ..store.provenance import provenance
+from ..store.storage import atomic_write_json, atomic_write_text, read_json
 from .config import ValidateConfig, full_config, quick_config
 from .registry import CheckResult, Log, get_check
 from .report import summary_markdown, write_check

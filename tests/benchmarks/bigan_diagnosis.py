@@ -40,7 +40,7 @@ from repeval.config import TrainConfig  # noqa: E402
 from repeval.data import load_dataset  # noqa: E402
 from repeval.models.bigan import BiGAN  # noqa: E402
 from repeval.seeding import seed_everything  # noqa: E402
-from repeval.spectrum import spectrum  # noqa: E402
+from repeval.estimators.spectrum import spectrum  # noqa: E402
 
 VARIANTS = {
     "ours-v1": dict(penalize=("x", "z"), lr=1e-4, wd=0.0, prior="normal"),

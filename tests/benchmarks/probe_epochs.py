@@ -53,7 +53,7 @@ def main() -> int:
     import repeval
     repeval.load_builtins()
     from repeval.config import make_config
-    from repeval.presets import PRESETS
+    from repeval.engine.presets import PRESETS
     from repeval.protocols.mlp import MLPConfig, half_budget, probe_metrics, train_probe
 
     section = PRESETS.get(args.preset).section("mlp") if args.preset else {}

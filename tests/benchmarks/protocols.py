@@ -34,8 +34,8 @@ def load_features(args) -> tuple[dict, dict, torch.Tensor, torch.Tensor, torch.T
     from repeval.seeding import derive_seed, generator, seed_everything
     if args.data:
         from repeval.data import load_dataset
-        from repeval.features import extract
-        from repeval.nets import SharedEncoder
+        from repeval.engine.features import extract
+        from repeval.estimators.nets import SharedEncoder
         ds = load_dataset(args.data)
         cache = Path(args.cache) if args.cache else None
         if cache and cache.exists():
@@ -68,7 +68,7 @@ def load_features(args) -> tuple[dict, dict, torch.Tensor, torch.Tensor, torch.T
 
 
 def make_input(ftr, fte, ytr, yte, tap, imgs=None, n_train=0):
-    from repeval.protocol import ProtocolInput, Split
+    from repeval.plugin.protocol import ProtocolInput, Split
     xi_tr, xi_te = imgs if imgs else (None, None)
     n = n_train or ftr[tap].shape[0]
     return ProtocolInput(tap, Split(ftr[tap][:n], ytr[:n], None if xi_tr is None else xi_tr[:n]),
@@ -97,7 +97,7 @@ def main() -> int:
     import repeval
     repeval.load_builtins()
     from repeval.config import make_config
-    from repeval.presets import PRESETS
+    from repeval.engine.presets import PRESETS
     from repeval.registry import PROTOCOLS
 
     preset = PRESETS.get(args.preset)
@@ -180,7 +180,7 @@ def main() -> int:
               + f"; preset {cfg.epochs} epochs on {ftr['y'].shape[0]} images extrapolated {full:.0f} s")
         rows.append(("recon", "y", full, "extrapolated"))
     if "mine" in todo:
-        from repeval.mi import mine_fit_evaluate
+        from repeval.estimators.mi import mine_fit_evaluate
         spec, cfg = cfg_of("mine")
         steps = min(args.mine_steps, cfg.steps)
         print(f"\n## mine  preset config {cfg}; timed with the cap at {steps} steps (stop rule on)")
@@ -192,7 +192,7 @@ def main() -> int:
               f"held-out bound {r['bound']:.4f}; at most {full:.0f} s with the preset cap of {cfg.steps} steps")
         rows.append(("mine", "y", full, "measured" if r["converged"] else "upper bound, extrapolated"))
     if "ndm" in todo:
-        from repeval.mi import ndm_fit_score
+        from repeval.estimators.mi import ndm_fit_score
         spec, cfg = cfg_of("ndm")
         steps = min(args.ndm_steps, cfg.steps)
         print(f"\n## ndm  preset config {cfg}; timed with the cap at {steps} steps on sigmoid(y) (stop rule on)")
@@ -218,7 +218,7 @@ def run_sklearn(xtr, ytr, xte, yte, args) -> list[tuple[float, float, float, boo
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
-    from repeval.protocol import zscore_stats
+    from repeval.plugin.protocol import zscore_stats
     mu, sd = zscore_stats(xtr)
     n = args.sklearn_subset or xtr.shape[0]
     idx = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(0))[:n]

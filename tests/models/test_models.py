@@ -12,8 +12,8 @@ import torch
 
 from repeval.cli import main as cli_main
 from repeval.registry import MODELS
-from repeval.storage import atomic_torch_save, load_checkpoint, load_sealed
-from repeval.train import train
+from repeval.store.storage import atomic_torch_save, load_checkpoint, load_sealed
+from repeval.engine.train import train
 from tests.helpers import build, run_steps
 
 

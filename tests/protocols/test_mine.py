@@ -13,8 +13,8 @@ import torch
 from scipy.special import digamma, gammaln
 
 from repeval.config import ConfigError
-from repeval.estimators import gaussian_mi
-from repeval.protocol import ProtocolFailure
+from repeval.estimators.bounds import gaussian_mi
+from repeval.plugin.protocol import ProtocolFailure
 from repeval.protocols.mine import MINEConfig, estimate_mi, estimate_mi_details, mine_protocol, reported
 from repeval.protocols.ndm import neural_dependency
 from repeval.seeding import generator

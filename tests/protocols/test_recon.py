@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from repeval.protocol import ProtocolInput, Split
+from repeval.plugin.protocol import ProtocolInput, Split
 from repeval.protocols.recon import ReconConfig, recon_protocol
 from tests.helpers import smooth_images
 

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from repeval.backbones import BackboneSpec, default_taps, parse_backbone_arg
+from repeval.plugin.backbones import BackboneSpec, default_taps, parse_backbone_arg
 from repeval.cli import main
 from repeval.config import ConfigError
 from repeval.registry import MODELS, PROTOCOLS, RegistryError
-from repeval.storage import CheckpointError, state_dict_hash
-from repeval.zoo import register_backbone
+from repeval.store.storage import CheckpointError, state_dict_hash
+from repeval.plugin.zoo import register_backbone
 from tests.repeval.test_tables import _md_row
 
 IMAGENET = [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225]]

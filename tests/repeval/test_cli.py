@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import repeval.cli as cli
-import repeval.storage as storage
+import repeval.store.storage as storage
 from repeval.cli import main
-from repeval.nets import SharedEncoder
+from repeval.estimators.nets import SharedEncoder
 from repeval.registry import MODELS, PROTOCOLS
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -365,7 +365,7 @@ def test_record_files_that_are_not_regular_files_are_skipped_in_one_line_each(do
 
 
 def cli_tables():
-    from repeval import tables
+    from repeval.report import tables
     return tables
 
 

@@ -8,10 +8,10 @@ import pytest
 
 from repeval.cli import main
 from repeval.config import ConfigError, format_sections
-from repeval.config_file import overrides_from_toml
-from repeval.presets import PRESETS
+from repeval.engine.config_file import overrides_from_toml
+from repeval.engine.presets import PRESETS
 from repeval.registry import MODELS, PROTOCOLS
-from repeval.runner import RunOptions, resolve_configs
+from repeval.engine.runner import RunOptions, resolve_configs
 
 SETS = ["--set", "mlp.epochs=3", "--set", "dim.dim-g.critic_units=64", "--set", "train.eval_epochs=1"]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import repeval
-from repeval.critics import DotCritic, gan_losses_with_gp
+from repeval.estimators.critics import DotCritic, gan_losses_with_gp
 from tests.helpers import make_cfg
 
 repeval.load_builtins()

@@ -8,8 +8,8 @@ import torch
 
 from repeval.cli import main
 from repeval.data import DataError, check_input_size, load_dataset
-from repeval.features import EncoderContractError, tap_names
-from repeval.nets import SharedEncoder
+from repeval.engine.features import EncoderContractError, tap_names
+from repeval.estimators.nets import SharedEncoder
 from tests.helpers import cifar_entry, npz_folder, one_line, write_fake_cifar
 
 

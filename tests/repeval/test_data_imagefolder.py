@@ -14,7 +14,7 @@ from PIL import Image
 from repeval.cli import main
 from repeval.data import DataError, load_dataset
 from repeval.registry import MODELS
-from repeval.zoo import input_size_groups, register_encoder
+from repeval.plugin.zoo import input_size_groups, register_encoder
 from tests.helpers import check_dataset, one_line
 
 CLASSES = ("cat", "dog", "eel")

@@ -9,7 +9,7 @@ import pytest
 
 from repeval.cli import main
 from repeval.data import DataError, load_dataset
-from repeval.data_pickle import _ALLOWED
+from repeval.data.safe_pickle import _ALLOWED
 from tests.helpers import cifar_entry, one_line, write_fake_cifar
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from repeval import data_torchvision
+from repeval.data import torchvision_sets as data_torchvision
 from repeval.cli import main
 from repeval.data import DataError, load_dataset
 from tests.helpers import check_dataset, cifar_entry, one_line, write_fake_cifar

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from repeval.estimators import global_local_bound, local_bound, pairwise_bound
+from repeval.estimators.bounds import global_local_bound, local_bound, pairwise_bound
 
 ESTIMATORS = ("jsd", "dv", "infonce")
 

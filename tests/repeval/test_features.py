@@ -1,6 +1,6 @@
 """The feature cache (repeval/features.py): an altered cache entry is recomputed, never read."""
 from repeval.cli import main
-from repeval.storage import atomic_torch_save, load_checkpoint
+from repeval.store.storage import atomic_torch_save, load_checkpoint
 from tests.helpers import read_records
 
 

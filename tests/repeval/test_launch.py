@@ -25,9 +25,9 @@ from repeval.launch.argv import shard_argv
 from repeval.launch.layout import launch_root, write_manifest, write_outcome
 from repeval.launch.options import LAUNCH_DESTS
 from repeval.launch.shard import Shard
-from repeval.locks import lock_holder, model_lock, model_lock_path
+from repeval.store.locks import lock_holder, model_lock, model_lock_path
 from repeval.registry import MODELS
-from repeval.storage import load_sealed
+from repeval.store.storage import load_sealed
 
 needs_submitit = pytest.mark.skipif(importlib.util.find_spec("submitit") is None,
                                     reason="submitit not installed (pip install -e '.[slurm]')")

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-import repeval.locks as locks
-from repeval.locks import LockBusy, lock_holder, model_lock
+import repeval.store.locks as locks
+from repeval.store.locks import LockBusy, lock_holder, model_lock
 
 HOLD = """
 import fcntl, os, sys, time

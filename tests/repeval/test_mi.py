@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.special import ndtri
 
-from repeval.mi import (StatisticsNetwork, StopRule, bound_terms, copula_apply, copula_fit, fit_with_stop_rule,
+from repeval.estimators.mi import (StatisticsNetwork, StopRule, bound_terms, copula_apply, copula_fit, fit_with_stop_rule,
                         infonce_terms, shuffle_columns, transform_columns)
 from repeval.seeding import generator
 

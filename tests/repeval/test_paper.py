@@ -2,7 +2,7 @@
 onto its tables and rows."""
 from __future__ import annotations
 
-from repeval import paper
+from repeval.report import paper
 
 DS = "cifar10-jpeg"
 

@@ -7,7 +7,7 @@ import torch
 
 from repeval.cli import main
 from repeval.config import ConfigError
-from repeval.progress import LOGGER, TensorBoardLog, log, setup_logging
+from repeval.store.progress import LOGGER, TensorBoardLog, log, setup_logging
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

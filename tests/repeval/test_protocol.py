@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repeval.protocol import zscore, zscore_stats
+from repeval.plugin.protocol import zscore, zscore_stats
 from repeval.seeding import generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")

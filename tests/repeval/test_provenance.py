@@ -6,7 +6,7 @@ def test_commit_is_dirty_for_code_changes_not_for_results(tmp_path):
     import shutil
     import subprocess
 
-    from repeval.provenance import commit_of
+    from repeval.store.provenance import commit_of
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=tmp_path,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from repeval import tables
+from repeval.report import tables
 from repeval.cli import main
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import repeval.runner as runner
+import repeval.engine.runner as runner
 from repeval.cli import main
-from repeval.nets import SharedEncoder
-from repeval.presets import PRESETS
-from repeval.protocol import ProtocolFailure
+from repeval.estimators.nets import SharedEncoder
+from repeval.engine.presets import PRESETS
+from repeval.plugin.protocol import ProtocolFailure
 from repeval.registry import MODELS, PROTOCOLS
-from repeval.storage import atomic_torch_save, load_checkpoint
+from repeval.store.storage import atomic_torch_save, load_checkpoint
 from tests.helpers import read_records
 
 
@@ -93,7 +93,7 @@ def test_same_seed_same_numbers(tmp_path, tiny_run):
 
 def test_runner_calls_the_epoch_callback_with_mean_losses(tmp_path):
     from repeval.data import Dataset
-    from repeval.runner import RunOptions, run
+    from repeval.engine.runner import RunOptions, run
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(96, 3, 32, 32, generator=g) * 2 - 1, torch.arange(96) % 4
@@ -336,10 +336,10 @@ def test_failing_protocol_writes_record_and_run_continues(tmp_path):
     from dataclasses import dataclass
 
     from repeval.data import load_dataset
-    from repeval.presets import PRESETS
-    from repeval.protocol import register_protocol
+    from repeval.engine.presets import PRESETS
+    from repeval.plugin.protocol import register_protocol
     from repeval.registry import PROTOCOLS
-    from repeval.runner import RunOptions, run
+    from repeval.engine.runner import RunOptions, run
 
     @dataclass(frozen=True)
     class BoomConfig:

@@ -7,8 +7,8 @@ from torch import nn
 import repeval
 from repeval.cli import main
 from repeval.registry import MODELS
-from repeval.spectrum import COLLAPSED_PR, collapsed, spectrum
-from repeval.tables.spectrum import format_collapsed, render_spectrum, spectrum_table
+from repeval.estimators.spectrum import COLLAPSED_PR, collapsed, spectrum
+from repeval.report.tables.spectrum import format_collapsed, render_spectrum, spectrum_table
 from tests.helpers import read_records
 
 

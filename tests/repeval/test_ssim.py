@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from repeval.seeding import generator
-from repeval.ssim import gaussian_window, ms_ssim, ssim, ssim_components, to_unit
+from repeval.estimators.ssim import gaussian_window, ms_ssim, ssim, ssim_components, to_unit
 from tests.helpers import smooth_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")

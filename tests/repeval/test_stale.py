@@ -1,7 +1,7 @@
 """Cells computed by an older family or protocol version are flagged § (repeval.tables.build.stale)."""
 from repeval.registry import MODELS, PROTOCOLS
-from repeval.tables.build import TABLE1, build_table, stale
-from repeval.tables.render import footnotes, render_markdown
+from repeval.report.tables.build import TABLE1, build_table, stale
+from repeval.report.tables.render import footnotes, render_markdown
 
 
 def _rec(seed: int, protocol_version: int, family_version: int) -> dict:

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from repeval.nets import SharedEncoder
-from repeval.storage import (CheckpointError, atomic_torch_save, atomic_write_json, load_checkpoint, read_json,
+from repeval.estimators.nets import SharedEncoder
+from repeval.store.storage import (CheckpointError, atomic_torch_save, atomic_write_json, load_checkpoint, read_json,
                              state_dict_hash)
 
 

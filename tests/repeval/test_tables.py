@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 import torch
 
-from repeval import tables
+from repeval.report import tables
 from repeval.cli import main
 from repeval.config import config_hash
-from repeval.records import Record, ResultsLayout, metrics_checksum
+from repeval.store.records import Record, ResultsLayout, metrics_checksum
 from repeval.registry import MODELS, PROTOCOLS
-from repeval.storage import atomic_write_json
+from repeval.store.storage import atomic_write_json
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 DS = "cifar10-jpeg"
@@ -465,7 +465,7 @@ def test_learning_curve_csv_and_figure(tmp_path):
     assert not (curve["protocol"] == "svm").any()                               # no curve declared
     import matplotlib.pyplot as plt
 
-    from repeval.plots import plot_curves
+    from repeval.report.plots import plot_curves
     png = plot_curves(tables.curve_table(_records(res), DS), tmp_path / "curve.png", "curves")
     img = plt.imread(png)
     assert img.shape[0] > 300 and img.shape[1] > 600 and img[..., :3].std() > 0.05
@@ -514,7 +514,7 @@ def test_a_protocol_declared_in_a_test_gets_its_column_footnote_and_timing(tmp_p
     """One definition (config + function + Reporting) and the runner; no edit to repeval.tables."""
     from dataclasses import dataclass
 
-    from repeval.protocol import ReportColumn, Reporting, register_protocol
+    from repeval.plugin.protocol import ReportColumn, Reporting, register_protocol
     from repeval.registry import PROTOCOLS
 
     @dataclass(frozen=True)
@@ -550,7 +550,7 @@ def test_a_protocol_declared_in_a_test_gets_its_column_footnote_and_timing(tmp_p
 
 
 def test_holm_adjustment_matches_the_step_down_rule():
-    from repeval.tables.compare import holm
+    from repeval.report.tables.compare import holm
     adj = holm(np.array([0.01, 0.04, 0.03, 0.005]))
     # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> kept monotone at 0.06
     assert np.allclose(adj, [0.03, 0.06, 0.06, 0.02])
@@ -558,7 +558,7 @@ def test_holm_adjustment_matches_the_step_down_rule():
 
 def test_comparisons_read_gaps_against_the_seed_spread_with_holm_over_every_column(results):
     from scipy.stats import ttest_ind
-    from repeval.tables.compare import pairwise
+    from repeval.report.tables.compare import pairwise
     recs, _ = tables.load_records(results, DS)
     recs += [make_record(DS, "vae", "VAE", "svm", "fc", s, v) for s, v in enumerate([43.5, 44.5, 45.5, 46.5, 47.5])]
     df = pairwise(recs, DS)
@@ -578,7 +578,7 @@ def test_comparisons_read_gaps_against_the_seed_spread_with_holm_over_every_colu
 
 
 def test_pairs_are_compared_at_an_epoch_both_reached():
-    from repeval.tables.compare import _pair_epoch
+    from repeval.report.tables.compare import _pair_epoch
     assert _pair_epoch({1, 3, 6, 10}, {1}, None) == (1, 1)        # a curve run still in progress: the last common
     assert _pair_epoch({1, 10}, {1, 10}, 1) == (1, 1)
     assert _pair_epoch({0}, {1, 10}, None) == (0, 10)             # the untrained floor against the last epoch

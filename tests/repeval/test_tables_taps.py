@@ -2,7 +2,7 @@
 every tap of every model reaches a table, whatever the encoder calls it."""
 from __future__ import annotations
 
-from repeval import tables
+from repeval.report import tables
 from repeval.cli import main
 from tests.repeval.test_tables import _md_row, _write, make_record
 

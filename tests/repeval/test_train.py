@@ -3,7 +3,7 @@ import torch
 
 from repeval.config import TrainConfig
 from repeval.registry import MODELS
-from repeval.train import DivergenceError, Family, train
+from repeval.engine.train import DivergenceError, Family, train
 
 
 def _data(n=160, seed=0):

@@ -7,9 +7,9 @@ import pytest
 
 from repeval.cli import main
 from repeval.config import ConfigError
-from repeval.records import ResultsLayout, train_seed
-from repeval.tables.build import SPREAD_PROBE, SPREAD_TRAIN, TABLE1, build_table, cell_stats
-from repeval.tables.compare import pairwise, prediction_p
+from repeval.store.records import ResultsLayout, train_seed
+from repeval.report.tables.build import SPREAD_PROBE, SPREAD_TRAIN, TABLE1, build_table, cell_stats
+from repeval.report.tables.compare import pairwise, prediction_p
 from tests.helpers import read_records
 
 
@@ -90,7 +90,7 @@ def test_bad_train_seeds_fail_in_one_line(tmp_path, tiny_run, capsys):
 
 
 def test_curve_preset_names_the_whole_zoo():
-    from repeval.presets import CURVE_MODELS
+    from repeval.engine.presets import CURVE_MODELS
     from repeval.registry import MODELS
     builtin = {n for n in MODELS.names() if MODELS.get(n).source == "repeval"}
     assert set(CURVE_MODELS) == builtin and len(CURVE_MODELS) == len(builtin) == 13

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from repeval import tables
+from repeval.report import tables
 from repeval.cli import main
 from repeval.data import DataError, load_npz
-from repeval.locks import model_lock
-from repeval.records import Record
+from repeval.store.locks import model_lock
+from repeval.store.records import Record
 from repeval.registry import PROTOCOLS
 from tests.helpers import read_records
 

@@ -3,7 +3,7 @@ not load or fit."""
 import torch
 
 from repeval.cli import main
-from repeval.nets import SharedEncoder
+from repeval.estimators.nets import SharedEncoder
 from repeval.registry import MODELS
 from tests.helpers import read_records
 
@@ -15,7 +15,7 @@ def test_pretrained_checkpoint(tmp_path, tiny_run, capsys):
     try:
         assert main(["--pretrained", f"mine={tmp_path / 'enc.pt'}"] + tiny_run(models="mine")) == 0
         rec = read_records(tmp_path / "results")["digits/records/mine/mlp/y-seed0-epoch0.json"]
-        from repeval.storage import state_dict_hash
+        from repeval.store.storage import state_dict_hash
         assert rec["encoder_hash"] == state_dict_hash(enc.state_dict())
     finally:
         MODELS.unregister("mine")

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
-from ..config import config_hash
-from ..protocol import REPORT_TABLES, ReportColumn
-from ..registry import MODELS, PROTOCOLS
-from ..records import ResultsLayout, train_seed
+from ...config import config_hash
+from ...plugin.protocol import REPORT_TABLES, ReportColumn
+from ...registry import MODELS, PROTOCOLS
+from ...store.records import ResultsLayout, train_seed
 
 
 EM_DASH = "—"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from .. import paper
-from ..progress import LOGGER
-from ..storage import atomic_write_text
-from ..registry import RegistryError, check_name
+from ...store.progress import LOGGER
+from ...store.storage import atomic_write_text
+from ...registry import RegistryError, check_name
 from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_datasets, format_floor, format_left_out,
                     format_rank, has_records, load_records, rank_agreement, timing_table)
 from .compare import format_comparisons, pairwise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..registry import PROTOCOLS
+from ...registry import PROTOCOLS
 from .build import TABLET, at_epoch, record_epoch
 
 

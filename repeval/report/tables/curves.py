@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from ..registry import PROTOCOLS
+from ...registry import PROTOCOLS
 from .build import FLOOR_MODEL, _finite, _order_key, one_configuration, record_epoch
 
 CURVE_COLUMNS = ["dataset", "model", "display", "protocol", "metric", "tap", "epoch", "mean", "std", "n", "seeds"]

@@ -11,7 +11,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .. import paper
-from ..registry import PROTOCOLS
+from ...registry import PROTOCOLS
 from .build import CSV_COLUMNS, EM_DASH, TableSpec, at_epoch, has_epochs, record_epoch
 
 # ---------------------------------------------------------------------------------------------- notes

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from ..records import train_seed
-from ..spectrum import COLLAPSED_PR, collapsed
+from ...store.records import train_seed
+from ...estimators.spectrum import COLLAPSED_PR, collapsed
 from .build import EM_DASH, _order_key, at_epoch
 
 SPECTRUM_COLUMNS = ["dataset", "model", "display", "epoch", "tap", "participation_ratio", "effective_rank",

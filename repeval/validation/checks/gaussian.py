@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ...figures import plt, save_png
+from ...report.figures import plt, save_png
 from ...seeding import derive_seed
 from .. import groundtruth as gt
 from ..boundfit import BoundFitConfig, BoundJob, fit_bounds

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...figures import plt, save_png
+from ...report.figures import plt, save_png
 from ...seeding import derive_seed
 from .. import groundtruth as gt
 from ..registry import Check, CheckResult, register_check

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from repeval.ssim import gaussian_window
+from repeval.estimators.ssim import gaussian_window
 from repeval.validation.perturb import add_noise, gaussian_blur, synthetic_images
 
 

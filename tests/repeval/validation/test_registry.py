@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from repeval.plugins import load_plugin
+from repeval.plugin.loader import load_plugin
 from repeval.registry import RegistryError
 from repeval.validation import CHECKS, Check, check_names, cmd_validate, quick_config, register_check
 

@@ -1,0 +1,1 @@
+"""Records -> tables, figures and the comparison with the paper's published numbers."""
