@@ -18,12 +18,13 @@ import torch.nn.functional as F
 
 from repeval.estimators.critics import gan_losses_with_gp, nonsaturating_loss, prior_discriminator
 from repeval.estimators.nets import Decoder
-from repeval.engine.train import Family
+from repeval.plugin.family import Family
 from repeval.plugin.zoo import register_model
 
 
 @register_model("aae", "AAE")
 class AAE(Family):
+    order = 30   # position in `repeval list` and the default --models
     @dataclass(frozen=True)
     class Config:
         """``--set aae.gp_weight=V``: weight of the discriminator's gradient penalty."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from repeval.estimators.nets import Decoder
-from repeval.engine.train import Family
+from repeval.plugin.family import Family
 from repeval.plugin.zoo import register_model
 
 
 @register_model("ae", "AE")
 class AE(Family):
+    order = 10   # position in `repeval list` and the default --models
     section = "ae"
 
     def __init__(self, cfg, n_classes=10, in_channels=3):

@@ -20,12 +20,13 @@ import torch.nn.functional as F
 
 from repeval.estimators.critics import JointDiscriminator, gan_losses_with_gp
 from repeval.estimators.nets import Decoder
-from repeval.engine.train import Family
+from repeval.plugin.family import Family
 from repeval.plugin.zoo import register_model
 
 
 @register_model("bigan", "BiGAN")
 class BiGAN(Family):
+    order = 40   # position in `repeval list` and the default --models
     @dataclass(frozen=True)
     class Config:
         """``--set bigan.gp_weight=V``: weight of the discriminator's gradient penalty."""

@@ -38,7 +38,7 @@ from torch import nn
 from repeval.config import ConfigError
 from repeval.estimators.critics import DotCritic, gan_losses_with_gp, global_dim_net, nonsaturating_loss, prior_discriminator
 from repeval.estimators.bounds import global_local_bound, pairwise_bound
-from repeval.engine.train import Family
+from repeval.plugin.family import Family
 from repeval.plugin.zoo import register_model
 
 ESTIMATORS = ("jsd", "dv", "infonce")
@@ -63,6 +63,7 @@ def local_scores(g: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
 @register_model("dim-g", "DIM(G)", estimator="jsd", alpha=1.0, beta=0.0, gamma=1.0)
 class DIM(Family):
     """Deep InfoMax with weights (alpha, beta, gamma) and one estimator for its MI terms."""
+    order = 60   # position in `repeval list` and the default --models
 
     @dataclass(frozen=True)
     class Config:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from repeval.seeding import derive_seed, generator
-from repeval.engine.train import Family
+from repeval.plugin.family import Family
 from repeval.plugin.zoo import register_model
 
 
@@ -36,6 +36,7 @@ def hungarian(feats: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 @register_model("nat", "NAT")
 class NAT(Family):
+    order = 50   # position in `repeval list` and the default --models
     section = "nat"
 
     def __init__(self, cfg, n_classes=10, in_channels=3):

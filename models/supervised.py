@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from repeval.estimators.nets import probe_head
-from repeval.engine.train import Family
+from repeval.plugin.family import Family
 from repeval.plugin.zoo import register_model
 
 HIDDEN, DROPOUT = 200, 0.1
@@ -18,6 +18,7 @@ HIDDEN, DROPOUT = 200, 0.1
 
 @register_model("supervised", "Fully supervised")
 class Supervised(Family):
+    order = 70   # position in `repeval list` and the default --models
     section = "supervised"
 
     def __init__(self, cfg, n_classes=10, in_channels=3):

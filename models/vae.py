@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from repeval.estimators.nets import Decoder
-from repeval.engine.train import Family
+from repeval.plugin.family import Family
 from repeval.plugin.zoo import register_model
 
 
@@ -27,6 +27,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 @register_model("beta-vae", "β-VAE", beta=4.0)
 @register_model("vae", "VAE", beta=1.0)
 class VAE(Family):
+    order = 20   # position in `repeval list` and the default --models
     @dataclass(frozen=True)
     class Config:
         """``--set vae.beta=V``: the KL weight (1 for the VAE, 4 for the beta-VAE row)."""

@@ -70,7 +70,7 @@ REPORT = Reporting(
     curve=True)
 
 
-@register_protocol("knn", KNNConfig, taps="all", display="Weighted kNN", every_epoch=True, report=REPORT)
+@register_protocol("knn", KNNConfig, order=60, taps="all", display="Weighted kNN", every_epoch=True, report=REPORT)
 def knn_protocol(inp: ProtocolInput, cfg: KNNConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Weighted kNN of ``inp.test`` features among ``inp.train`` features; accuracy in % per k."""
     dev = torch.device(device)

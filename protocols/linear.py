@@ -104,7 +104,7 @@ REPORT = Reporting(
     curve=True)
 
 
-@register_protocol("linear", LinearConfig, taps="all", display="Linear probe", report=REPORT)
+@register_protocol("linear", LinearConfig, order=70, taps="all", display="Linear probe", report=REPORT)
 def linear_protocol(inp: ProtocolInput, cfg: LinearConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Fit the linear probe on ``inp.train`` features; test accuracy in % (see the module docstring)."""
     dev = torch.device(device)

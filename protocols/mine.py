@@ -180,7 +180,7 @@ REPORT = Reporting(columns=(ReportColumn("4", "mine", "MINE", "mi", paper="mine"
                    footnote="MINE = protocol `mine`, metric `mi` (nats)")
 
 
-@register_protocol("mine", MINEConfig, taps="code", needs_images=True, display="MINE I(X; y)", report=REPORT,
+@register_protocol("mine", MINEConfig, order=40, taps="code", needs_images=True, display="MINE I(X; y)", report=REPORT,
                    version=2)
 def mine_protocol(inp: ProtocolInput, cfg: MINEConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """MINE estimate of I(X; y) in nats between test images and their codes (critic trained on train)."""

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from repeval.estimators.nets import probe_head
+from repeval.estimators.optim import fused_adam
 from repeval.plugin.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore_stats
 from repeval.seeding import derive_seed, generator
-from repeval.engine.train import fused_adam
 
 SCHEDULES = ("cosine", "multistep")
 
@@ -185,7 +185,7 @@ REPORT = Reporting(
     curve=True)
 
 
-@register_protocol("mlp", MLPConfig, taps="all", seeds=3, display="Non-linear classifier", every_epoch=True,
+@register_protocol("mlp", MLPConfig, order=10, taps="all", seeds=3, display="Non-linear classifier", every_epoch=True,
                    report=REPORT, version=3)
 def mlp_probe(inp: ProtocolInput, cfg: MLPConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Train the probe on ``inp.train`` features, return test accuracy in % and diagnostics (Table 1)."""

@@ -112,7 +112,7 @@ REPORT = Reporting(columns=(ReportColumn("4", "ndm", "NDM", "ndm", fmt=".3f", pa
                    footnote="NDM = protocol `ndm`, metric `ndm`")
 
 
-@register_protocol("ndm", NDMConfig, taps="code", display="NDM", report=REPORT, version=2)
+@register_protocol("ndm", NDMConfig, order=50, taps="code", display="NDM", report=REPORT, version=2)
 def ndm_protocol(inp: ProtocolInput, cfg: NDMConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """NDM of sigmoid(y): ``ndm`` z-scored per dimension (``standardize``), ``ndm_raw`` as it is.
 

@@ -141,7 +141,7 @@ REPORT = Reporting(
              "`ms_ssim` (no paper counterpart)")
 
 
-@register_protocol("recon", ReconConfig, taps="code", needs_images=True, display="Reconstruction", report=REPORT)
+@register_protocol("recon", ReconConfig, order=30, taps="code", needs_images=True, display="Reconstruction", report=REPORT)
 def recon_protocol(inp: ProtocolInput, cfg: ReconConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Decoder on frozen y; test ``mse``, ``ssim`` (paper-compatible) and ``ms_ssim`` (3 scales)."""
     if inp.train.images is None or inp.test.images is None:

@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import torch
 
+from repeval.estimators.optim import fused_adam
 from repeval.plugin.protocol import ProtocolFailure, ProtocolInput, ReportColumn, Reporting, register_protocol, zscore_stats
 from repeval.seeding import derive_seed, generator
-from repeval.engine.train import fused_adam
 
 MULTICLASS = ("crammer_singer", "ovr")
 LOSSES = ("hinge", "squared_hinge")
@@ -290,7 +290,7 @@ REPORT = Reporting(
     footnote="SVM = linear SVM test accuracy (%) (protocol `svm`, metric `accuracy`)")
 
 
-@register_protocol("svm", SVMConfig, taps="all", seeds=5, display="Linear SVM", report=REPORT, version=2)
+@register_protocol("svm", SVMConfig, order=20, taps="all", seeds=5, display="Linear SVM", report=REPORT, version=2)
 def svm_protocol(inp: ProtocolInput, cfg: SVMConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Linear hinge-loss SVM on one tap; C by validation accuracy; test accuracy in % (Table 4)."""
     dev = torch.device(device)

@@ -103,7 +103,7 @@ def _merge_globals(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .runtime import __version__
 
     p = argparse.ArgumentParser(prog="repeval", description=__doc__.splitlines()[0],
                                 parents=[_global_parser(False)])

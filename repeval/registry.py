@@ -1,13 +1,22 @@
-"""Name -> object registries for models, protocols and datasets.
+"""Name -> object registries for models, protocols and datasets, and how they are filled.
 
 A registry fails loudly: an unknown name lists the valid ones, a duplicate name names both
-definitions, so a typo or a plugin clash is a one-line error rather than a silent override.
+definitions, so a typo or a plugin clash is a one-line error rather than a silent override. Names are
+listed by their registration's ``order``, then in registration order.
+
+Filling is one mechanism (:func:`discover`): every module of a package (``repeval.models``,
+``repeval.protocols``, ``repeval.data``, ``repeval.validation.checks``) is imported and registers
+itself, and so is every entry point of the matching group (``repeval.families``,
+``repeval.protocols``, ``repeval.datasets``, ``repeval.checks``) of an installed package.
 """
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
+import pkgutil
 import re
+from importlib import metadata
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -49,6 +58,9 @@ def where_defined(obj: Any) -> str:
         return repr(obj)
 
 
+DEFAULT_ORDER = 100   # registrations without an order (users' plugins) come after the built-ins
+
+
 class Registry(Generic[T]):
     """``hint``: a sentence added to the unknown-name error (e.g. how to add a model of one's own)."""
 
@@ -56,21 +68,24 @@ class Registry(Generic[T]):
         self.kind = kind
         self.hint = hint
         self._items: dict[str, T] = {}
+        self._order: dict[str, float] = {}
 
-    def register(self, name: str, obj: T | None = None) -> Any:
-        """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
+    def register(self, name: str, obj: T | None = None, *, order: float = DEFAULT_ORDER) -> Any:
+        """Register ``obj`` under ``name`` at position ``order``; without ``obj``, return a decorator."""
         if obj is None:
-            return lambda o: self.register(name, o)
+            return lambda o: self.register(name, o, order=order)
         check_name(name, self.kind)
         if name in self._items:
             raise RegistryError(
                 f"duplicate {self.kind} name '{name}': defined at {where_defined(self._items[name])} "
                 f"and again at {where_defined(obj)}")
         self._items[name] = obj
+        self._order[name] = order
         return obj
 
     def unregister(self, name: str) -> None:
         self._items.pop(name, None)
+        self._order.pop(name, None)
 
     def get(self, name: str) -> T:
         try:
@@ -81,16 +96,29 @@ class Registry(Generic[T]):
                                 f"valid {self.kind}s: {', '.join(self.names())}{hint}") from None
 
     def names(self) -> list[str]:
-        return list(self._items)
+        return sorted(self._items, key=lambda n: self._order.get(n, DEFAULT_ORDER))
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        return iter(self.names())
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def discover(package: str, group: str) -> None:
+    """Import every module of ``package`` (each registers what it defines) and load every entry point
+    of ``group`` (``[project.entry-points."repeval.families"] mine = "my_pkg.families"``). Idempotent."""
+    for mod in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{mod.name}")
+    for ep in metadata.entry_points(group=group):
+        try:
+            ep.load()
+        except Exception as e:
+            raise RegistryError(f"entry point '{ep.name} = {ep.value}' (group {group}) failed to load: "
+                                f"{type(e).__name__}: {e}") from None
 
 
 MODELS: Registry[Callable] = Registry(

@@ -16,7 +16,7 @@ import torch
 
 from .core import (DEFAULT_DATA_ROOT, DataError, Dataset, Source, assemble,  # noqa: F401
                         check_input_size, check_npz_sizes, content_hash, from_uint8_nhwc)
-from ..registry import DATASETS
+from ..registry import DATASETS, discover
 
 # npz contents recognised by their content hash (data_core.content_hash of the checked arrays: train
 # images, train labels, test images, test labels), wherever the folder is and whatever it is called.
@@ -71,10 +71,14 @@ def load_npz(directory: str | Path, image_size: int | None = None) -> Dataset:
     return assemble(source, *raw, where=(str(d / "train.npz"), str(d / "test.npz")), image_size=image_size)
 
 
-from . import torchvision_sets  # noqa: E402,F401  (registers cifar10, cifar100, stl10, svhn after digits)
+def load_readers() -> None:
+    """Register every reader: the modules of this package (``torchvision_sets``: cifar10, cifar100, stl10,
+    svhn) and entry points of group ``repeval.datasets`` (:func:`repeval.registry.discover`)."""
+    discover(__name__, "repeval.datasets")
 
 
 def dataset_names() -> list[str]:
+    load_readers()
     return DATASETS.names() + ["npz:DIR", "imagefolder:DIR"]
 
 
@@ -90,6 +94,7 @@ def load_dataset(spec: str, data_root: str | Path | None = None, download: bool 
     if spec.startswith("imagefolder:"):
         from .imagefolder import load_imagefolder
         return load_imagefolder(spec[len("imagefolder:"):], image_size)
+    load_readers()
     kwargs = {"download": download, "image_size": image_size}
     if data_root is not None:
         kwargs["data_root"] = data_root

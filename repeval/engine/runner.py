@@ -47,7 +47,8 @@ from ..registry import MODELS, PROTOCOLS, did_you_mean
 from ..seeding import derive_seed, generator, seed_everything
 from ..estimators.spectrum import spectrum
 from ..store.storage import CheckpointError, state_dict_hash, sweep_stale_tmp
-from .train import DivergenceError, Family, load_snapshot, train
+from .train import DivergenceError, load_snapshot, train
+from ..plugin.family import Family
 from ..plugin.zoo import ModelSpec, encoder_identity, family_sections
 
 

@@ -1,99 +1,26 @@
 """One training loop for every encoder family.
 
-A :class:`Family` declares its networks (as submodules, ``encoder`` among them), its optimisers
-and one training step; :func:`train` does the rest for all of them: seeded shuffling, batches drawn
+A family (:class:`repeval.plugin.family.Family`) declares its networks (as submodules, ``encoder``
+among them), its optimisers and one training step; :func:`train` does the rest for all of them: seeded shuffling, batches drawn
 by index from tensors already on the device, last partial batch dropped, a non-finite-loss check,
 an atomic checkpoint after every epoch, and resume from the last one. Each epoch reseeds from
 (seed, epoch), so a run resumed after a kill ends with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import nn
 
-from ..config import TrainConfig
-from ..estimators.nets import SharedEncoder
+from ..plugin.family import Family
 from ..seeding import derive_seed, generator
 from ..store.storage import CheckpointError, load_sealed, save_sealed
 
 
-def fused_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """Adam with the fused kernel on CPU/CUDA (the same update, ~4x faster than the default foreach
-    path on CPU: 21 vs 98 ms for 13.6M parameters); the default path elsewhere."""
-    params = list(params)
-    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)
-
-
 class DivergenceError(RuntimeError):
     """A training loss became NaN or infinite."""
-
-
-class Family(nn.Module):
-    """Base class of an encoder family: ``encoder`` plus whatever heads/critics the objective needs.
-
-    Subclasses set ``display`` (the table's row name), build their networks in ``__init__`` and
-    implement :meth:`train_step`. Families with several players override :meth:`optimizers` and
-    update each player inside ``train_step``.
-
-    Identity: ``Config`` is the family's frozen settings dataclass (its fields are the constructor's
-    keyword arguments; ``--set SECTION.KEY=V`` with ``SECTION = section`` overrides them), and
-    ``version`` is bumped whenever the family's code changes what it computes. Both enter the
-    identity of every checkpoint and record; no free-text description does.
-    """
-
-    @dataclass(frozen=True)
-    class Config:
-        pass
-
-    display: str = ""
-    section: str = ""     # --set section of the family's Config ("" = none)
-    version: int = 1
-    trains: bool = True   # False: the encoder is used as initialised or as loaded (random, pretrained)
-    input_size: int = SharedEncoder.input_size   # image side the encoder takes (imagefolder data is resized to it)
-
-    def __init__(self, cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3):
-        super().__init__()
-        self.cfg = cfg
-        self.n_classes = n_classes
-        self.encoder: nn.Module = SharedEncoder(in_channels)
-
-    # -- declared by subclasses ------------------------------------------------------------------
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.adam(self.parameters())}
-
-    def prepare(self, n_train: int) -> None:
-        """Called once before training (and before a resume loads the checkpoint) with the number
-        of training images; families with per-image state (NAT's targets) allocate it here."""
-
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
-                   opt: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
-        """One update on batch ``x`` (``index``: the images' positions in the training set);
-        returns named scalar losses."""
-        raise NotImplementedError
-
-    # -- helpers for subclasses ------------------------------------------------------------------
-    def adam(self, params) -> torch.optim.Adam:
-        """Adam(lr, betas) from ``cfg`` (:func:`fused_adam`)."""
-        return fused_adam(params, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2))
-
-    def amp(self, x: torch.Tensor):
-        """bf16 autocast when ``precision == 'bf16'``; a no-op in fp32."""
-        if self.cfg.precision == "bf16":
-            return torch.autocast(x.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    @staticmethod
-    def update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
 
 
 def _check_finite(losses: dict[str, torch.Tensor], where: str) -> dict[str, float]:

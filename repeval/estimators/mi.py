@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..seeding import derive_seed, generator
+from . import ProtocolFailure
 from .bounds import dv_ema_loss, kl_bound, log_mean_exp
 from .nets import mlp
-from ..plugin.protocol import ProtocolFailure, zscore
-from ..seeding import derive_seed, generator
-from ..engine.train import fused_adam
+from .optim import fused_adam
+from .zscore import zscore
 
 
 @contextmanager

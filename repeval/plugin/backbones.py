@@ -32,8 +32,7 @@ from torch import nn
 
 from ..config import ConfigError, make_config
 from ..registry import RegistryError, check_name
-from ..store.storage import CheckpointError, state_dict_hash
-from .zoo import load_encoder_weights
+from ..store.storage import CheckpointError, load_checkpoint, state_dict_hash
 
 SOURCES = ("torchvision", "timm")
 NORMALIZE = ("auto", "imagenet", "none")
@@ -363,3 +362,19 @@ def parse_backbone_arg(text: str, download: bool = False) -> tuple[str, Backbone
     spec = BackboneSpec(source, arch, weights, taps=o.taps, input_size=o.input_size, normalize=o.normalize,
                         pool=o.pool, download=download)
     return name, spec, o.display or None
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+    """Load a state dict (optionally nested under 'encoder' or 'state_dict') with a one-line error."""
+    state = load_checkpoint(path)
+    if isinstance(state, dict):
+        for key in ("encoder", "state_dict"):
+            if key in state and isinstance(state[key], dict):
+                state = state[key]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds {type(state).__name__}, not a state dict")
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path} does not fit {type(encoder).__name__}: "
+                              + " ".join(str(e).split())[:300]) from None

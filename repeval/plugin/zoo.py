@@ -26,8 +26,9 @@ from torch import nn
 
 from ..config import ConfigError, TrainConfig, make_config, to_dict
 from ..registry import MODELS, where_defined
-from ..store.storage import CheckpointError, architecture_signature, file_hash, load_checkpoint, state_dict_hash
-from ..engine.train import Family
+from ..store.storage import architecture_signature, file_hash, state_dict_hash
+from .backbones import load_encoder_weights
+from .family import Family
 
 _PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parents[2] / d) for d in ("repeval", "models", "protocols"))
 
@@ -109,7 +110,7 @@ def register_model(name: str, display: str | None = None, **defaults):
                          source="repeval" if code is None else "plugin", input_size=cls.input_size,
                          origin=where_defined(cls))
         spec_holder["spec"] = spec
-        MODELS.register(name, spec)
+        MODELS.register(name, spec, order=cls.order)
         return cls
     return deco
 
@@ -131,22 +132,6 @@ class FrozenEncoder(Family):
         """What identifies this encoder beyond its weights (overridden by adapters, e.g. backbones)."""
         describe = getattr(self.encoder, "describe", None)
         return {"class": type(self.encoder).__qualname__, **(describe() if callable(describe) else {})}
-
-
-def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
-    """Load a state dict (optionally nested under 'encoder' or 'state_dict') with a one-line error."""
-    state = load_checkpoint(path)
-    if isinstance(state, dict):
-        for key in ("encoder", "state_dict"):
-            if key in state and isinstance(state[key], dict):
-                state = state[key]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds {type(state).__name__}, not a state dict")
-    try:
-        encoder.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not fit {type(encoder).__name__}: "
-                              + " ".join(str(e).split())[:300]) from None
 
 
 def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint: str | Path | None = None,

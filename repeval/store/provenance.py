@@ -69,11 +69,11 @@ def runtime() -> dict:
 
     import torch
 
-    import repeval
     from ..estimators.critics import default_gemm
+    from ..runtime import OMP_WAIT_POLICY_FROM_USER
     return {"torch_threads": torch.get_num_threads(), "cpu_isa": cpu_isa(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-            "omp_wait_policy_set_by": "user" if repeval.OMP_WAIT_POLICY_FROM_USER else "repeval",
+            "omp_wait_policy_set_by": "user" if OMP_WAIT_POLICY_FROM_USER else "repeval",
             "critic_gemm": default_gemm()}
 
 

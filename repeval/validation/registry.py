@@ -10,17 +10,14 @@ check is adding one file there; a check in a user's file registers itself the sa
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
-from ..registry import Registry, RegistryError
+from ..registry import Registry, RegistryError, discover
 from .verdicts import Verdict
 
-if TYPE_CHECKING:
-    from .config import ValidateConfig
+ValidateConfig = Any   # repeval.validation.config.ValidateConfig, which imports this module
 
 Log = Callable[[str], None]
 
@@ -96,10 +93,9 @@ def register_check(name: str, *, order: int = 100):
 
 
 def load_builtin_checks() -> None:
-    """Import every module of :mod:`repeval.validation.checks` (each registers its check)."""
-    from . import checks
-    for mod in pkgutil.iter_modules(checks.__path__):
-        importlib.import_module(f"{checks.__name__}.{mod.name}")
+    """Import every module of :mod:`repeval.validation.checks` and every entry point of group
+    ``repeval.checks`` (each registers its check)."""
+    discover("repeval.validation.checks", "repeval.checks")
 
 
 def check_names() -> tuple[str, ...]:
