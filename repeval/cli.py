@@ -9,38 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
-from . import load_builtins
 from .config import ConfigError, format_sections, merge_overrides, parse_overrides, to_dict
+from .data import dataset_names
 from .engine.config_file import read_config_file
-from .data import DataError, dataset_names, load_dataset
-from .engine.features import EncoderContractError
-from .store.guards import check_log_file, describe_os_error
+from .engine.presets import PRESETS
+from .engine.session import RunRequest, execute, guarded, register_plugins
 from .launch import LaunchError
 from .launch.options import add_run_options, add_status_command
-from .plugin.loader import PluginError, load_plugin
-from .engine.presets import PRESETS
-from .store.progress import LOGGER, TensorBoardLog, setup_logging
-from .store.records import RecordError
-from .registry import MODELS, PROTOCOLS, RegistryError
-from .store.storage import CheckpointError
-
-USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError,
-               RecordError, LaunchError)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (what a cluster scheduler sends): handled like Ctrl-C, exit status 143."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
+from .plugin.discovery import load_builtins
+from .registry import MODELS, PROTOCOLS
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -194,14 +175,24 @@ def cmd_list() -> int:
     return 0
 
 
-def _run_options(args, protocols: list[str], models: list[str] | None = None, **kw):
-    """The run's options: the preset (``--preset``, else the ``--config`` file's, else quick) and its
-    overrides (the ``--config`` file's, then ``--set``, which wins per key)."""
-    from .engine.runner import RunOptions
-
-    preset, from_file = read_config_file(args.config) if args.config else (None, {})
-    return RunOptions(models=models or [], protocols=protocols, preset=PRESETS.get(args.preset or preset or "quick"),
-                      overrides=merge_overrides(from_file, parse_overrides(args.set)), **kw)
+def run_request(args, models: list[str], protocols: list[str]) -> RunRequest:
+    """The parsed command line as a :class:`RunRequest`: the preset (``--preset``, else the ``--config``
+    file's, else quick), its overrides (the ``--config`` file's, then ``--set``, which wins per key),
+    and every other option of ``run`` (defaults for ``config``, which has fewer)."""
+    preset_name, from_file = read_config_file(args.config) if args.config else (None, {})
+    preset = PRESETS.get(args.preset or preset_name or "quick")
+    opt = vars(args).get
+    path = lambda v: str(v) if v is not None else None  # noqa: E731
+    return RunRequest(
+        models=tuple(models), protocols=tuple(protocols), preset=preset.name,
+        dataset=opt("dataset") or preset.dataset, overrides=merge_overrides(from_file, parse_overrides(args.set)),
+        config=path(args.config), seeds=opt("seeds"), train_seeds=_int_list(opt("train_seeds"), "--train-seeds"),
+        device=opt("device") or "cpu", workdir=str(opt("workdir") or ".repeval"), results=str(opt("results") or "results"),
+        data_root=path(opt("data_root")), download=bool(opt("download")), force=bool(opt("force")),
+        rerun=tuple(_listarg(opt("rerun")) or ()), train_only=bool(opt("train_only")), dry_run=bool(opt("dry_run")),
+        tensorboard=path(opt("tensorboard")), no_table=bool(opt("no_table")), plugins=tuple(args.plugin),
+        pretrained=tuple(args.pretrained), backbones=tuple(args.backbone), verbose=args.verbose, quiet=args.quiet,
+        log_file=path(args.log_file))
 
 
 def resolved_sections(opts) -> dict[str, object]:
@@ -221,13 +212,13 @@ def resolved_sections(opts) -> dict[str, object]:
     return out
 
 
-def _resolved(opts, args) -> dict[str, object]:
+def _resolved(req: RunRequest) -> dict[str, object]:
     """:func:`resolved_sections`, a config error naming the ``--config`` file when one was read."""
     try:
-        return resolved_sections(opts)
+        return resolved_sections(req.options())
     except ConfigError as e:
-        if args.config:
-            raise ConfigError(f"{e} (settings from --config {args.config}, then --set)") from None
+        if req.config:
+            raise ConfigError(f"{e} (settings from --config {req.config}, then --set)") from None
         raise
 
 
@@ -235,8 +226,9 @@ def cmd_config(args) -> int:
     protocols = _listarg(args.protocols) or PROTOCOLS.names()
     for q in protocols:
         PROTOCOLS.get(q)
-    opts = _run_options(args, protocols, MODELS.names())
-    sections = _resolved(opts, args)
+    req = run_request(args, MODELS.names(), protocols)
+    opts = req.options()
+    sections = _resolved(req)
     if args.format == "json":
         print(json.dumps({"preset": opts.preset.name, "dataset": opts.preset.dataset,
                           "sections": {k: to_dict(v) for k, v in sections.items()}}, indent=2))
@@ -260,110 +252,32 @@ def _int_list(text: str | None, flag: str) -> tuple[int, ...]:
 
 
 def cmd_run(args) -> int:
-    from .engine.runner import run
-
     models = list(dict.fromkeys(_listarg(args.models) or MODELS.names()))     # a name given twice runs once
     protocols = list(dict.fromkeys(_listarg(args.protocols) or PROTOCOLS.names()))
     for m in models:
         MODELS.get(m)
     for q in protocols:
         PROTOCOLS.get(q)
-    opts = _run_options(args, protocols, models, seeds=args.seeds, device=args.device, workdir=args.workdir,
-                        results=args.results, quiet=args.quiet, force=args.force,
-                        rerun=tuple(_listarg(args.rerun) or ()), dry_run=args.dry_run, train_only=args.train_only,
-                        train_seeds=_int_list(args.train_seeds, "--train-seeds"))
-    _resolved(opts, args)  # bad keys, values, seeds and devices fail before the dataset is even loaded
+    req = run_request(args, models, protocols)
+    _resolved(req)  # bad keys, values, seeds and devices fail before the dataset is even loaded
     if args.executor != "inline" or args.jobs is not None or args.devices is not None:
         from .launch import launch
-        return launch(args, opts)  # one shard per model, each `repeval run` in its own job
-    tb = opts.on_epoch = TensorBoardLog(args.tensorboard) if args.tensorboard and not args.dry_run else None
-    written, skipped, failures, shown = 0, 0, 0, []
-    try:
-        for ds, group in datasets_for(args.dataset or opts.preset.dataset, models, args):
-            summary = run(replace(opts, models=group, rerun=tuple(r for r in opts.rerun
-                                                                  if r.partition("/")[0] in group)), ds)
-            written, skipped, failures = (written + len(summary.written), skipped + summary.skipped,
-                                          failures + len(summary.failures))
-            shown.append((ds.name, group))
-    finally:
-        if tb:
-            tb.close()
-    if args.dry_run or args.train_only:
-        return 1 if failures else 0
-    if not args.no_table:
+        return launch(req, args)  # one shard per model, each running its own copy of req
+    totals = execute(req)
+    if req.dry_run or req.train_only:
+        return 1 if totals.failures else 0
+    if not req.no_table:
         from .report.tables import print_tables
-        for label, group in shown:
-            print_tables(args.results, label, group)
-    print(f"{written} records written, {skipped} already present, {failures} failures", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def datasets_for(spec: str, models: list[str], args):
-    """(dataset, models) to run: the dataset once for every model, or, for ``imagefolder:`` data,
-    once per input size the models take (:func:`repeval.zoo.input_size_groups`), loaded lazily."""
-    from .plugin.zoo import input_size_groups
-
-    groups = input_size_groups(models) if spec.startswith("imagefolder:") else [(None, models)]
-    for size, group in groups:
-        yield load_dataset(spec, args.data_root, args.download, image_size=size), group
-
-
-def register_from_args(args) -> None:
-    """Plugins, --pretrained checkpoints and --backbone models named on the command line."""
-    from .plugin.backbones import parse_backbone_arg
-    from .estimators.nets import SharedEncoder
-    from .plugin.zoo import register_backbone_spec, register_encoder
-
-    for path in args.plugin:
-        load_plugin(path)
-    for item in args.pretrained:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
-        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained", origin=f"--pretrained {item}")
-    for item in args.backbone:
-        name, spec, display = parse_backbone_arg(item, download=getattr(args, "download", False))
-        register_backbone_spec(name, spec, display, origin=f"--backbone {item}")
+        for label, group in totals.shown:
+            print_tables(Path(req.results), label, group)
+    print(totals.line(), file=sys.stderr)
+    return 1 if totals.failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _merge_globals(build_parser().parse_args(argv))
-    # A handler someone else installed stays: in a submitit job (--executor slurm) SIGTERM is left
-    # to submitit, whose USR2 hook checkpoints and requeues the shard. Signals: main thread only.
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM)
-    ours = previous == signal.SIG_DFL and main_thread
-    if ours:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    if hasattr(signal, "SIGXFSZ") and main_thread:   # a file-size limit: an OSError naming the file, not a kill
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    folders = _folders(args)
-    try:
-        setup_logging(-1 if args.quiet else args.verbose, None)
-        check_log_file(args.log_file, folders)
-        setup_logging(-1 if args.quiet else args.verbose, args.log_file)
-        return _dispatch(args)
-    except USER_ERRORS as e:
-        LOGGER.error(str(e))
-        return 2
-    except OSError as e:   # unwritable or full folders, unreadable files: which file, in which folder
-        LOGGER.error(describe_os_error(e, folders))
-        return 2
-    except SystemExit as e:   # a plugin's or protocol's sys.exit(0) is not a successful run
-        if e.code not in (0, None):
-            raise             # a failing exit stays one (submitit's requeue exits this way)
-        LOGGER.error(f"something called sys.exit({e.code!r}) while running `{args.command}` "
-                     "(a plugin or a user's encoder?); stopped, finished records are kept")
-        return 2
-    except Terminated:
-        print("repeval: terminated (SIGTERM); finished records are kept, rerun to resume", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("repeval: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
-        return 130
-    finally:
-        if ours:
-            signal.signal(signal.SIGTERM, previous)
+    return guarded(args.command, _folders(args), -1 if args.quiet else args.verbose, args.log_file,
+                   lambda: _dispatch(args), errors=(LaunchError,))
 
 
 def _folders(args) -> dict[str, Path]:
@@ -374,7 +288,7 @@ def _folders(args) -> dict[str, Path]:
 
 def _dispatch(args) -> int:
     load_builtins()
-    register_from_args(args)
+    register_plugins(args.plugin, args.pretrained, args.backbone, getattr(args, "download", False))
     if args.command == "list":
         return cmd_list()
     if args.command == "config":

@@ -2,16 +2,19 @@
 (``--executor local``) or as a Slurm job array (``--executor slurm``), through submitit.
 
 The launcher checks the options and the dataset once, writes a manifest under
-``WORKDIR/launch/<id>/`` and submits one :class:`~repeval.launch.shard.Shard` per model. The shards
+``WORKDIR/launch/<id>/`` and submits one :class:`~repeval.launch.shard.Shard` per model, carrying the
+run's :class:`~repeval.engine.session.RunRequest` for that model (serialised). The shards
 share nothing but the filesystem: records under ``--results`` (atomic), checkpoints and features under
 ``--workdir`` (one lock per model, :mod:`repeval.locks`). ``repeval status`` reads it all back.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
 from ..store.progress import log
 from .errors import LaunchError
@@ -75,67 +78,67 @@ def check_options(args) -> list[str]:
     return devices
 
 
-def launch(args, opts) -> int:
-    """Run or submit every model of ``opts`` as its own shard; see the module docstring."""
-    from ..cli import build_parser
+def launch(req, args) -> int:
+    """Run or submit every model of ``req`` (a :class:`~repeval.engine.session.RunRequest`) as its own
+    shard; ``args``: the executor options (:mod:`repeval.launch.options`). See the module docstring."""
     from ..data import load_dataset
     from ..plugin.zoo import input_size_groups
-    from .argv import shard_argv
 
     devices = check_options(args)
     if args.executor == "inline":
         raise LaunchError("launch() needs --executor local or slurm")
-    spec = args.dataset or opts.preset.dataset
-    sizes = input_size_groups(opts.models) if spec.startswith("imagefolder:") else [(None, opts.models)]
+    spec, models = req.dataset, list(req.models)
+    sizes = input_size_groups(models) if spec.startswith("imagefolder:") else [(None, models)]
     if len(sizes) > 1:
         raise LaunchError(f"{spec}: the models take different input sizes ("
                           + "; ".join(f"{s} px: {', '.join(ms)}" for s, ms in sizes) + "); launch each size separately")
-    ds = load_dataset(spec, args.data_root, args.download, image_size=sizes[0][0])  # checked once
+    ds = load_dataset(spec, req.data_root, req.download, image_size=sizes[0][0])  # checked once
     label = ds.name
     del ds
+    workdir, results = Path(req.workdir), Path(req.results)
     launch_id = new_launch_id()
-    folder, logs = launch_folder(opts.workdir, launch_id), logs_folder(opts.workdir, launch_id)
+    folder, logs = launch_folder(workdir, launch_id), logs_folder(workdir, launch_id)
     folder.mkdir(parents=True, exist_ok=True)
-    parser, cwd = build_parser(), os.getcwd()
+    cwd = os.getcwd()
 
     def make_shard(model: str, device: str) -> Shard:
-        return Shard(model, tuple(shard_argv(parser, args, model, device)), cwd, str(folder))
+        return Shard(model, req.for_shard(model, device).to_json(), cwd, str(folder))
 
     manifest = {"id": launch_id, "executor": args.executor, "dataset": label,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(opts.workdir.absolute()),
-                "results": str(opts.results.absolute()), "logs": str(logs),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(workdir.absolute()),
+                "results": str(results.absolute()), "logs": str(logs),
                 "shards": [{"model": m, "device": None, "job_id": None, "stdout": None, "stderr": None,
                             "outcome": str(outcome_path(folder, m)), "lock": str(shard_lock_path(folder, m)),
-                            "argv": None} for m in opts.models]}
+                            "request": None} for m in models]}
     entry = {s["model"]: s for s in manifest["shards"]}
 
     def record_job(model: str, job, device: str, shard: Shard) -> None:
         entry[model].update(device=device, job_id=str(job.job_id), stdout=str(job.paths.stdout),
-                            stderr=str(job.paths.stderr), argv=list(shard.argv))
+                            stderr=str(job.paths.stderr), request=json.loads(shard.request))
 
     write_manifest(folder, manifest)
     if args.executor == "slurm":
-        return _submit_slurm(args, opts, make_shard, manifest, record_job, folder, logs)
-    return _run_local(args, opts, make_shard, devices, manifest, record_job, folder, logs, label)
+        return _submit_slurm(args, req, make_shard, manifest, record_job, folder, logs)
+    return _run_local(args, req, make_shard, devices, manifest, record_job, folder, logs, label)
 
 
-def _submit_slurm(args, opts, make_shard, manifest, record_job, folder, logs) -> int:
+def _submit_slurm(args, req, make_shard, manifest, record_job, folder, logs) -> int:
     from .slurm import submit_slurm
 
-    shards = [make_shard(m, opts.device) for m in opts.models]
+    shards = [make_shard(m, req.device) for m in req.models]
     jobs = submit_slurm(shards, logs, args)
     for shard, job in zip(shards, jobs):
-        record_job(shard.model, job, opts.device, shard)
+        record_job(shard.model, job, req.device, shard)
     manifest["slurm_job"] = str(jobs[0].job_id).split("_")[0] if jobs else None
     write_manifest(folder, manifest)
     print(f"submitted Slurm job array {manifest['slurm_job']} ({len(jobs)} shards"
           + (f", at most {args.jobs} at once" if args.jobs else "") + f"); logs under {logs}\n"
-          f"watch:  repeval status --workdir {opts.workdir} --results {opts.results}   (or squeue --me)\n"
-          f"then:   repeval table --results {opts.results}")
+          f"watch:  repeval status --workdir {req.workdir} --results {req.results}   (or squeue --me)\n"
+          f"then:   repeval table --results {req.results}")
     return 0
 
 
-def _run_local(args, opts, make_shard, devices, manifest, record_job, folder, logs, label) -> int:
+def _run_local(args, req, make_shard, devices, manifest, record_job, folder, logs, label) -> int:
     from .local import run_local
 
     jobs = args.jobs or len(devices)
@@ -148,32 +151,32 @@ def _run_local(args, opts, make_shard, devices, manifest, record_job, folder, lo
     def on_start(model, job, device) -> None:
         record_job(model, job, device, shards[model])
         write_manifest(folder, manifest)
-        log(f"[{model}] started on {device} (local job {job.job_id}, log {job.paths.stderr})", opts.quiet)
+        log(f"[{model}] started on {device} (local job {job.job_id}, log {job.paths.stderr})", req.quiet)
 
     failed: list[str] = []
 
     def on_end(model, job) -> None:
         out = read_outcome(folder, model)
         if out and out.get("state") == "done":
-            log(f"[{model}] done", opts.quiet)
+            log(f"[{model}] done", req.quiet)
             return
         why = (out or {}).get("error") if out else None
         why = why or f"stopped without finishing; last log line: {logs_tail(job.paths.stderr) or '(empty)'}"
         failed.append(f"{model}: {why}")
         log(f"error: [{model}] failed: {why} (log {job.paths.stderr})")
 
-    log(f"launch {manifest['id']}: {len(opts.models)} shards on {label}, {jobs} at a time on "
-        f"{', '.join(devices)}", opts.quiet)
+    log(f"launch {manifest['id']}: {len(req.models)} shards on {label}, {jobs} at a time on "
+        f"{', '.join(devices)}", req.quiet)
     try:
-        run_local(build, list(opts.models), logs, jobs, devices, on_start, on_end)
+        run_local(build, list(req.models), logs, jobs, devices, on_start, on_end)
     except KeyboardInterrupt:
         print("repeval: interrupted; running shards were cancelled, finished records are kept, rerun to resume",
               file=sys.stderr)
         return 130
-    if not args.no_table:
+    if not req.no_table:
         from ..report.tables import print_tables
-        print_tables(opts.results, label, list(opts.models))
-    n = len(opts.models)
+        print_tables(Path(req.results), label, list(req.models))
+    n = len(req.models)
     print(f"{n} shard{'s' if n != 1 else ''}: {n - len(failed)} done, {len(failed)} failed", file=sys.stderr)
     for f in failed:
         print(f"  failed: {f}", file=sys.stderr)

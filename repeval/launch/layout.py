@@ -1,7 +1,7 @@
 """Where a launch keeps its state: the shared filesystem is the only channel between the launcher,
 the jobs and ``repeval status``.
 
-``WORKDIR/launch/<id>/manifest.json``      the shards, their job ids, argv and log files
+``WORKDIR/launch/<id>/manifest.json``      the shards, their job ids, run requests and log files
 ``WORKDIR/launch/<id>/<model>.outcome.json`` written by the shard when it ends (done / failed / requeued)
 ``WORKDIR/launch/<id>/<model>.lock``       held by the shard's process while it runs
 ``WORKDIR/submitit/<id>/``                 submitit's pickles and the jobs' stdout/stderr logs

@@ -1,7 +1,7 @@
 """Command-line options of ``repeval run --executor ...`` and of ``repeval status``.
 
-Kept apart from ``repeval/cli.py`` so the launcher knows exactly which options are its own (they are
-not passed on to the shards: every other ``run`` option is, see :mod:`repeval.launch.argv`).
+The launcher's own options: they are not passed on to the shards; every other ``run`` option is,
+inside the run's :class:`~repeval.engine.session.RunRequest`.
 """
 from __future__ import annotations
 

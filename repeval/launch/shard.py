@@ -1,5 +1,5 @@
 """A shard: one model on one dataset — its training, feature extraction and every protocol record —
-run as ``repeval run --models MODEL ...`` inside a submitit job.
+run from its :class:`~repeval.engine.session.RunRequest` inside a submitit job.
 
 Nothing comes back through submitit's pickled return value: the shard writes its records under
 ``--results``, its checkpoints and features under ``--workdir``, and one outcome file (done / failed
@@ -53,12 +53,12 @@ class _LastLine(io.TextIOBase):
 @dataclass(frozen=True)
 class Shard:
     model: str
-    argv: tuple[str, ...]   # the whole `repeval ...` command line of this shard
-    cwd: str                # the launcher's working directory (relative paths in argv)
+    request: str            # this shard's RunRequest, as JSON (RunRequest.to_json)
+    cwd: str                # the launcher's working directory (relative paths in the request)
     folder: str             # the launch folder (outcome file, shard lock)
 
     def __call__(self) -> int:
-        from ..cli import main
+        from ..engine.session import RunRequest, run_request
 
         os.chdir(self.cwd)
         with model_lock(shard_lock_path(self.folder, self.model),
@@ -66,7 +66,7 @@ class Shard:
             tee = _LastLine(sys.stderr)
             sys.stderr = tee
             try:
-                code = main(list(self.argv))
+                code = run_request(RunRequest.from_json(self.request))
             finally:
                 sys.stderr = tee.stream
         write_outcome(self.folder, self.model, "done" if code == 0 else "failed", code,

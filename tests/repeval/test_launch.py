@@ -5,6 +5,7 @@ End-to-end tests run up to 2 models (`random` and a tiny trained plugin family w
 slowed down) x 1 protocol on the digits data, and compare every record with one inline run (timings,
 creation time and provenance aside). Each process costs a few seconds of imports: they are few.
 """
+import argparse
 import importlib.util
 import json
 import os
@@ -20,8 +21,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from repeval.cli import _merge_globals, build_parser, main
-from repeval.launch.argv import shard_argv
+from repeval.cli import _merge_globals, build_parser, main, run_request
+from repeval.engine.session import RunRequest
 from repeval.launch.layout import launch_root, write_manifest, write_outcome
 from repeval.launch.options import LAUNCH_DESTS
 from repeval.launch.shard import Shard
@@ -113,22 +114,31 @@ def _holder_pid(lock: Path) -> int:
 
 # -- options, argv, status: no processes ------------------------------------------------------------
 
-def test_shard_argv_passes_every_option_but_the_launchers():
+def test_shard_request_carries_every_run_option_but_the_launchers():
     parser = build_parser()
     user = ["--plugin", "p.py", "-v", "run", "--models", "ae", "vae,dim-g", "--pretrained", "x=e.pt",
             "--protocols", "mlp", "svm", "--dataset", "npz:d", "--preset", "cpu", "--seeds", "2",
             "--device", "cuda:1", "--workdir", "w", "--results", "r", "--data-root", "dr", "--download",
             "--set", "train.epochs=2", "--set", "mlp.milestones=(2,3)", "--quiet", "--executor", "slurm",
             "--jobs", "3", "--slurm-partition", "gpu", "--slurm", "qos=high", "--slurm-setup", "module load x",
-            "--rerun", "ae,vae/mlp", "-v"]
+            "--rerun", "ae,vae/mlp", "--train-seeds", "0,1", "--tensorboard", "tb", "--log-file", "l.txt", "-v"]
     args = _merge_globals(parser.parse_args(user))
-    argv = shard_argv(parser, args, "vae", "cuda")
-    assert argv[:4] == ["--plugin", "p.py", "--pretrained", "x=e.pt"]
-    assert argv[argv.index("run"):][:3] == ["run", "--models", "vae"]
-    defaults = vars(parser.parse_args(["run"]))
-    want = dict(vars(args), models=["vae"], device="cuda", no_table=True, rerun=["vae/mlp"])
-    want.update({d: defaults[d] for d in LAUNCH_DESTS})
-    assert vars(_merge_globals(parser.parse_args(argv))) == want and want["verbose"] == 2
+    req = run_request(args, ["ae", "vae", "dim-g"], ["mlp", "svm"])
+    shard = req.for_shard("vae", "cuda")
+    assert RunRequest.from_json(shard.to_json()) == shard            # what the job unpickles is what was meant
+    assert shard == RunRequest(
+        models=("vae",), protocols=("mlp", "svm"), preset="cpu", dataset="npz:d",
+        overrides={"train": {"epochs": "2"}, "mlp": {"milestones": "(2,3)"}}, seeds=2, train_seeds=(0, 1),
+        device="cuda", workdir="w", results="r", data_root="dr", download=True, rerun=("vae/mlp",),
+        tensorboard="tb", no_table=True, plugins=("p.py",), pretrained=("x=e.pt",), verbose=2, quiet=True,
+        log_file="l.txt")
+    # every option of `run` reaches the request, or is the launcher's own: a new option cannot be dropped
+    run_parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    carried = {"models", "protocols", "dataset", "preset", "config", "seeds", "train_seeds", "device", "workdir",
+               "results", "data_root", "download", "set", "no_table", "force", "rerun", "train_only", "dry_run",
+               "tensorboard", "help", *(f"sub_{d}" for d in ("plugin", "pretrained", "backbone", "verbose", "quiet",
+                                                            "log_file"))}
+    assert {a.dest for a in run_parser._actions} - carried == set(LAUNCH_DESTS)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -196,7 +206,7 @@ def test_status_reads_every_state_from_the_filesystem(tmp_path, capsys):
 
 @needs_submitit
 def test_checkpoint_requeues_the_same_shard(tmp_path):
-    shard = Shard("ae", ("run", "--models", "ae"), str(tmp_path), str(tmp_path))
+    shard = Shard("ae", RunRequest(("ae",), ("mlp",)).to_json(), str(tmp_path), str(tmp_path))
     again = shard.checkpoint()
     assert again.function == shard and again.args == () and again.kwargs == {}
     assert json.loads((tmp_path / "ae.outcome.json").read_text())["state"] == "requeued"
@@ -298,7 +308,7 @@ def test_slurm_job_array_with_fake_slurm_runs_preempts_and_resumes(grid, tmp_pat
         shard = DelayedSubmission.load(logs / f"4242_{i}_submitted.pkl").function
         assert isinstance(shard, Shard) and shard.model == model and shard.cwd == os.getcwd()
         user = _merge_globals(build_parser().parse_args(grid.args(root)))
-        assert list(shard.argv) == shard_argv(build_parser(), user, model, "cpu")
+        assert shard.request == run_request(user, ["random", "slowfam"], ["ndm"]).for_shard(model, "cpu").to_json()
         assert m["shards"][i]["job_id"] == f"4242_{i}"
 
     def task(i: int, **env) -> subprocess.Popen:
