@@ -206,7 +206,7 @@ def resolved_sections(opts) -> dict[str, object]:
     specs = [MODELS.get(m) for m in opts.models]
     shared = Counter(s.section for s in specs if s.section)
     for spec in specs:
-        fcfg = spec.family_config(cfg.families)
+        fcfg = cfg.families[spec.name]
         if fcfg is not None and to_dict(fcfg):
             out[spec.section if shared[spec.section] == 1 else spec.model_section] = fcfg
     return out

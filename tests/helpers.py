@@ -75,7 +75,8 @@ def make_cfg(**kw) -> TrainConfig:
 
 def build(name: str, seed: int = 0, critic_units: int = 32, **kw):
     torch.manual_seed(seed)
-    return MODELS.get(name).build(make_cfg(**kw), 10, 3, {"dim": {"critic_units": critic_units}})
+    spec = MODELS.get(name)
+    return spec.build(make_cfg(**kw), 10, 3, spec.family_config({"dim": {"critic_units": critic_units}}))
 
 
 def run_steps(fam, x, labels, steps: int, n_train: int = 128):

@@ -88,7 +88,7 @@ class Resolved:
 
     train: TrainConfig
     protocols: dict                 # protocol name -> frozen config
-    families: dict                  # family section -> {key: value} overrides (preset + --set)
+    families: dict                  # model name -> its family's frozen config (None: a frozen encoder)
 
 
 @dataclass
@@ -138,9 +138,8 @@ def resolve_configs(opts: RunOptions) -> Resolved:
         proto_cfgs[name] = make_config(spec.config_cls, sections.get(name), name)
     for name in set(opts.overrides) & set(PROTOCOLS.names()) - set(opts.protocols):   # --set of a protocol not run:
         make_config(PROTOCOLS.get(name).config_cls, sections.get(name), name)         # still checked
-    families = {sec: kv for sec, kv in sections.items() if sec in fams}
-    for m in opts.models:
-        MODELS.get(m).family_config(families)
+    overrides = {sec: kv for sec, kv in sections.items() if sec in fams}
+    families = {m: MODELS.get(m).family_config(overrides) for m in opts.models}
     if opts.seeds is not None and not 1 <= opts.seeds <= MAX_SEEDS:
         raise ConfigError(f"--seeds must be in [1, {MAX_SEEDS}], got {opts.seeds}")
     if (any(t < 0 for t in opts.train_seeds) or len(set(opts.train_seeds)) != len(opts.train_seeds)
@@ -236,7 +235,7 @@ def plan_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
     """Stage 1: build the model, compute its identity and list the records it still owes."""
     spec: ModelSpec = MODELS.get(name)
     seed_everything(derive_seed(cfg.train.seed, "init", name))
-    family = spec.build(cfg.train, ds.n_classes, ds.x_train.shape[1], cfg.families)
+    family = spec.build(cfg.train, ds.n_classes, ds.x_train.shape[1], cfg.families.get(name))
     taps = tap_names(family.encoder, ds.x_test[:2], name)
     identity = encoder_identity(spec, family)
     train_key = config_hash({"model": name, "encoder": identity, "dataset": ds.name,

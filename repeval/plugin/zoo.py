@@ -62,7 +62,7 @@ def source_file(obj) -> str | None:
 class ModelSpec:
     name: str
     display: str
-    build: Callable[..., Family]     # (train_cfg, n_classes, in_channels, overrides) -> Family
+    build: Callable[..., Family]     # (train_cfg, n_classes, in_channels, family_config) -> Family
     source: str = "repeval"          # "repeval", "plugin", "pretrained", "backbone"
     section: str = ""                # the family's --set section ("" = none)
     code: str | None = None          # content hash of the user's file that defines it
@@ -97,8 +97,11 @@ def register_model(name: str, display: str | None = None, **defaults):
         section = cls.section or cls.__name__.lower()
         spec_holder = {}
 
-        def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3, overrides: dict | None = None) -> Family:
-            fcfg = spec_holder["spec"].family_config(overrides)
+        def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3, fcfg=None) -> Family:
+            """``fcfg``: the resolved ``cls.Config`` (:meth:`ModelSpec.family_config`; None: the defaults)."""
+            fcfg = spec_holder["spec"].family_config() if fcfg is None else fcfg
+            if not isinstance(fcfg, cls.Config):
+                raise TypeError(f"{name}: build() takes a resolved {cls.__qualname__}.Config, got {type(fcfg).__name__}")
             fam = cls(cfg, n_classes=n_classes, in_channels=in_channels, **to_dict(fcfg))
             fam.fcfg, fam.display = fcfg, shown
             return fam
@@ -147,7 +150,7 @@ def register_encoder(name: str, factory: Callable[[], nn.Module], *, checkpoint:
     if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
         raise ConfigError(f"register_encoder({name!r}): input_size must be a positive integer, got {input_size!r}")
 
-    def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3, overrides: dict | None = None) -> Family:
+    def build(cfg: TrainConfig, n_classes: int = 10, in_channels: int = 3, fcfg=None) -> Family:
         fam = FrozenEncoder(cfg, factory(), checkpoint, n_classes=n_classes)
         fam.display = shown
         return fam

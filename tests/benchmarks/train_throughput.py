@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig(precision=args.precision, batch_size=args.batch_size)
     units = {"dim": {"critic_units": args.critic_units}}
     names = [n.strip() for n in args.families.split(",") if n.strip()] or \
-        [n for n in MODELS if MODELS.get(n).build(TrainConfig(), 10, 3, {"dim": {"critic_units": 8}}).trains]
+        [n for n in MODELS if MODELS.get(n).build(TrainConfig(), 10, 3, MODELS.get(n).family_config({"dim": {"critic_units": 8}})).trains]
     dev = torch.device(args.device)
     n, bs = args.batch_size * (args.batches + 1), args.batch_size
     g = torch.Generator().manual_seed(0)
@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     runners = {}
     for name in [REF, *names]:
         torch.manual_seed(0)
-        fam = (encoder_reference(cfg) if name == REF else MODELS.get(name).build(cfg, 10, 3, units)).to(dev)
+        fam = (encoder_reference(cfg) if name == REF
+               else MODELS.get(name).build(cfg, 10, 3, MODELS.get(name).family_config(units))).to(dev)
         fam.prepare(n)
         opts = fam.optimizers()
         fam.train()
