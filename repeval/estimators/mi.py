@@ -22,7 +22,7 @@ import copy
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -359,15 +359,47 @@ def critic_value(estimator: str, net: StatisticsNetwork, x: torch.Tensor, y: tor
         net.train()
 
 
-def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor, cfg, *,
-                      seed: int, device: str | torch.device = "cpu") -> dict[str, float]:
+class FitOptions(Protocol):
+    """What the stop rule and the optimiser of a critic fit read (:func:`fit_with_stop_rule`)."""
+    steps: int
+    min_steps: int
+    batch_size: int
+    lr: float
+    beta1: float
+    beta2: float
+    eval_shuffles: int
+    eval_every: int
+    patience: int
+    min_delta: float
+    val_fraction: float
+    max_val: int
+    max_eval: int
+
+
+class MINEOptions(FitOptions, Protocol):
+    """The options of :func:`mine_fit_evaluate`; :class:`repeval.protocols.mine.MINEConfig` is one."""
+    estimator: str
+    transform: str
+    lr_final: float
+    ema_rate: float
+    hidden: int
+    layers: int
+    x_features: int
+    conv_channels: tuple[int, ...]
+    max_train: int
+
+
+class NDMOptions(FitOptions, Protocol):
+    """The options of :func:`ndm_fit_score`; :class:`repeval.protocols.ndm.NDMConfig` is one."""
+    hidden: tuple[int, ...]
+    standardize: bool
+
+
+def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor,
+                      cfg: MINEOptions, *, seed: int, device: str | torch.device = "cpu") -> dict[str, float]:
     """Fit a statistics network T on training pairs and return its held-out bound (nats).
 
     Shapes: ``x_tr`` (N, Dx) or (N, C, H, W), ``y_tr`` (N, Dy), ``x_te`` / ``y_te`` likewise (M rows).
-    ``cfg`` is a :class:`repeval.protocols.mine.MINEConfig` (fields read: estimator, transform,
-    steps, min_steps, batch_size, lr, lr_final, beta1, beta2, ema_rate, hidden, layers, x_features,
-    conv_channels, eval_shuffles, eval_every, patience, min_delta, val_fraction, max_val,
-    max_train, max_eval).
 
     1. Seeded subsets (``max_train`` / ``max_eval``); y, and x when it is a vector, get the
        per-dimension map ``cfg.transform`` fitted on the training pairs (:func:`transform_columns`).
@@ -456,13 +488,11 @@ def dependence_value(critic: nn.Module, z: torch.Tensor, shuffled: list[torch.Te
         critic.train()
 
 
-def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg, *, seed: int,
+def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg: NDMOptions, *, seed: int,
                   device: str | torch.device = "cpu") -> dict[str, float]:
     """Neural dependency measure of the columns of z: fit a critic on ``z_tr`` (N, D), score ``z_te`` (M, D).
 
-    ``cfg`` is a :class:`repeval.protocols.ndm.NDMConfig` (fields read: standardize, steps,
-    min_steps, batch_size, lr, beta1, beta2, hidden, eval_shuffles, eval_every, patience, min_delta,
-    val_fraction, max_val, max_eval). Hjelm et al. 2019, Sec. 4.1: the
+    Hjelm et al. 2019, Sec. 4.1: the
     critic (D -> hidden... -> 1, ReLU) separates rows of z (joint) from column-shuffled rows (product
     of marginals), trained on the KL (NWJ) bound E_P[T] - E_Q[e^(T - 1)]
     (:func:`repeval.estimators.kl_bound`) with a fresh shuffle of a ``batch_size`` batch each step;

@@ -115,3 +115,19 @@ def test_the_checker_sees_lazy_imports_and_circles(tmp_path):
     known = {"repeval.a": tmp_path / "a.py", "repeval.b": tmp_path / "b.py"}
     assert imports("repeval.a", known["repeval.a"], known) == {"repeval.b"}
     assert imports("repeval.b", known["repeval.b"], known) == {"repeval.a"}
+
+
+def test_protocol_configs_meet_the_estimator_cores_typed_options():
+    """An estimator core names what it reads (a typing.Protocol); the protocol configs passed to it
+    have every one of those fields, with the same type."""
+    import dataclasses
+    import typing
+
+    from repeval.estimators.mi import MINEOptions, NDMOptions
+    from repeval.protocols.mine import MINEConfig
+    from repeval.protocols.ndm import NDMConfig
+
+    for options, config in ((MINEOptions, MINEConfig), (NDMOptions, NDMConfig)):
+        wanted, have = typing.get_type_hints(options), typing.get_type_hints(config)
+        assert {k: have.get(k) for k in wanted} == wanted
+        assert set(wanted) <= {f.name for f in dataclasses.fields(config)}
