@@ -1,9 +1,9 @@
 """BiGAN / ALI with a deterministic encoder (Hjelm et al. 2019, Sec. 4, baselines; Donahue et al. 2017,
 Dumoulin et al. 2017).
 
-Generator G = :class:`repeval.nets.Decoder` (z ~ N(0, I_64) -> image), encoder E = the shared
+Generator G = :class:`repeval.estimators.nets.Decoder` (z ~ N(0, I_64) -> image), encoder E = the shared
 encoder (x -> y, deterministic), joint discriminator D(x, z)
-(:class:`repeval.critics.JointDiscriminator`: conv x-branch to 256 features, concat z, FC 512-128-1).
+(:class:`repeval.estimators.critics.JointDiscriminator`: conv x-branch to 256 features, concat z, FC 512-128-1).
 D separates (x, E(x)) from (G(z), z) with the GAN loss plus the gradient penalty
 0.5 * E|grad_(x,z) D(x, E(x))|^2 on the real pairs only, as the authors' framework (cortex) runs its
 penalty routine on its ALI discriminator (inputs: images and inferred codes, amount 0.5); E and G

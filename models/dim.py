@@ -4,15 +4,15 @@ Objective (paper Eq. 8): maximise alpha * I_global + beta * I_local and match si
 U[0,1]^64 with weight gamma. Everything below follows Hjelm et al. 2019, Sec. 3:
 
 * Local term (Sec. 3.2): the 128x8x8 map M and y go through "encoder-and-dot" 1x1-conv critics
-  (:class:`repeval.critics.DotCritic`) to D = ``critic_units`` channels (``dim.critic_units``); scores
+  (:class:`repeval.estimators.critics.DotCritic`) to D = ``critic_units`` channels (``dim.critic_units``); scores
   u_ij(l) = G_i . L_j(l) form an (N, N, L) tensor scored by
-  :func:`repeval.estimators.global_local_bound`: positives (i, i, l), negatives every location of
+  :func:`repeval.estimators.bounds.global_local_bound`: positives (i, i, l), negatives every location of
   every other image (4032 per positive at batch 64 for infoNCE).
 * Global term (Sec. 3.1): the released ``GlobalDIM`` form, not the paper's concatenation: M goes
   through a copy of the encoder's remaining layers (conv 256, fc 1024) ending in Linear(1024, D)
-  (:func:`repeval.critics.global_dim_net`), y through Linear(64, D) (the released global net for a
+  (:func:`repeval.estimators.critics.global_dim_net`), y through Linear(64, D) (the released global net for a
   64-d y with ``layers[global_idx:]``); scores are the (N, N) dot products, scored by
-  :func:`repeval.estimators.pairwise_bound`.
+  :func:`repeval.estimators.bounds.pairwise_bound`.
 * Estimators: dim-l-* as named. dim-g and dim-lg use JSD for every term: JSD (``measure='JSD',
   mode='fd'``) is the default of both the released ``GlobalDIM`` and ``LocalDIM`` routines, and
   the paper states no other estimator for its DIM(G) / DIM(L+G) rows.

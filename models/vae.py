@@ -3,7 +3,7 @@
 Heads for mu and log-variance both read the ``fc`` layer; the shared encoder's ``out`` layer IS the
 mu head, so the ``y`` tap (the representation every protocol sees) is mu. z = mu + sigma * eps with
 eps from torch's global RNG (reseeded per epoch by the training loop) goes through
-:class:`repeval.nets.Decoder`. Loss: squared error summed over each image's pixels, averaged over
+:class:`repeval.estimators.nets.Decoder`. Loss: squared error summed over each image's pixels, averaged over
 the batch, plus beta * KL(q(z|x) || N(0, I)) (summed over the 64 dimensions, averaged over the
 batch). ``vae``: beta = 1; ``beta-vae``: beta = 4 (the paper's value is unreleased; 4 chosen).
 """

@@ -5,7 +5,7 @@ The field's standard linear evaluation (e.g. Kolesnikov et al., CVPR 2019; Chen 
 ICML 2020, Appendix B.6, which also fits it with L-BFGS on frozen features), done here as:
 
 - features standardised per dimension with the training split's mean and std
-  (:func:`repeval.protocol.zscore`);
+  (:func:`repeval.estimators.zscore.zscore`);
 - objective per weight decay lambda: mean_i CE(W x_i + b, y_i) + lambda / 2 |W|^2 (bias unpenalised),
   minimised full batch by L-BFGS (strong-Wolfe line search) from an analytic gradient, with W
   stored as (classes, D) so that its gradient is G^T X (measured faster than X^T G, tests/benchmarks/protocols.py); the lambdas of the grid are fitted from the largest

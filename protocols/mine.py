@@ -2,9 +2,9 @@
 plain MI estimator between two arrays.
 
 The authors never released this code; repeval's choices (Belghazi et al. 2018, "MINE"; the math is in
-:mod:`repeval.mi`):
+:mod:`repeval.estimators.mi`):
 
-- Statistics network T(x, y) (:class:`repeval.mi.StatisticsNetwork`): an x-branch (a conv net for
+- Statistics network T(x, y) (:class:`repeval.estimators.mi.StatisticsNetwork`): an x-branch (a conv net for
   images: convs 4x4/2/1 with ``conv_channels`` and LeakyReLU(0.2), then Linear to ``x_features`` and
   ELU; for vectors an MLP d -> hidden -> x_features with ELU), concatenated with y (for two vectors:
   and with y's features from a branch of the same shape), then ``layers`` dense layers of ``hidden``
@@ -14,10 +14,10 @@ The authors never released this code; repeval's choices (Belghazi et al. 2018, "
   ``ema_rate``); ``nwj`` or ``infonce`` (see :func:`estimate_mi`). Joint samples are (x_i, y_i);
   marginal samples pair the batch's x with the y of an independently drawn batch.
 - Per-dimension map ``transform`` (default ``copula``: normal scores of the training split's
-  empirical CDF, :func:`repeval.mi.copula_apply`) on y, and on x when x is a vector. I(X; Y) is
+  empirical CDF, :func:`repeval.estimators.mi.copula_apply`) on y, and on x when x is a vector. I(X; Y) is
   unchanged by an invertible map of each dimension; heavy tails and odd marginals no longer reach
   the critic. Images are used as given, in [-1, 1]; the protocol maps the code y the same way.
-- Stop rule (:func:`repeval.mi.fit_with_stop_rule`): ``val_fraction`` of the training pairs (at most
+- Stop rule (:func:`repeval.estimators.mi.fit_with_stop_rule`): ``val_fraction`` of the training pairs (at most
   ``max_val``) is held back; Adam at a constant ``lr``; every ``eval_every`` steps the bound is
   evaluated on that validation split; after ``patience`` evaluations without a gain of ``min_delta``
   the run stops (``converged`` = 1; not before ``min_steps``) and the best state is kept; ``steps`` is the cap
@@ -87,7 +87,7 @@ class MINEConfig:
 
 
 def reported(r: dict[str, float]) -> dict[str, float]:
-    """Record metrics from a :func:`repeval.mi.mine_fit_evaluate` result (module docstring)."""
+    """Record metrics from a :func:`repeval.estimators.mi.mine_fit_evaluate` result (module docstring)."""
     return {"mi": max(0.0, r["bound"]), "mi_bound": r["bound"], "mi_stderr": r["stderr"],
             "negative_bound": float(r["bound"] < 0), "mi_train": r["bound_train"], "val_best": r["val_best"],
             "steps_used": r["steps_used"], "converged": r["converged"], "diverged": r["diverged"]}

@@ -1,6 +1,6 @@
 """Non-linear classifier probe on frozen features (Table 1; Hjelm et al. 2019, Sec. 4).
 
-The paper's head (:func:`repeval.nets.probe_head`: Linear(200) -> Dropout(0.1) -> BN1d -> ReLU ->
+The paper's head (:func:`repeval.estimators.nets.probe_head`: Linear(200) -> Dropout(0.1) -> BN1d -> ReLU ->
 Linear(n_classes)), cross-entropy, trained on cached features for a fixed budget that is checked for
 convergence (below):
 

@@ -3,12 +3,12 @@
 NDM measures how far the dimensions of y are from independent: a critic separates joint samples
 (rows of y) from samples of the product of marginals (each dimension shuffled independently across
 the batch: a per-column permutation), and the dependence is read off as a divergence. The math is
-:func:`repeval.mi.ndm_fit_score`:
+:func:`repeval.estimators.mi.ndm_fit_score`:
 
-- Critic: D -> 1000 ReLU -> 200 ReLU -> 1 (``hidden``, the paper's), ``repeval.nets.mlp``; the array
+- Critic: D -> 1000 ReLU -> 200 ReLU -> 1 (``hidden``, the paper's), ``repeval.estimators.nets.mlp``; the array
   API defaults to a smaller (256, 64) critic for speed.
 - Training: Adam at a constant ``lr`` on the KL (f-divergence, "NWJ") bound E_P[T] - E_Q[exp(T - 1)]
-  (:func:`repeval.estimators.kl_bound`), batch ``batch_size`` rows (clipped to the training rows),
+  (:func:`repeval.estimators.bounds.kl_bound`), batch ``batch_size`` rows (clipped to the training rows),
   a fresh per-column shuffle each step.
 - Stop rule: ``val_fraction`` of the training rows (at most ``max_val``) is held back; every
   ``eval_every`` steps the DV value on it is computed; after ``patience`` evaluations without a gain
@@ -72,7 +72,7 @@ ARRAY_API_HIDDEN = (256, 64)   # neural_dependency's critic unless ``hidden`` is
 
 
 def reported(r: dict[str, float], prefix: str = "ndm") -> dict[str, float]:
-    """Record metrics from a :func:`repeval.mi.ndm_fit_score` result, names prefixed (module docstring)."""
+    """Record metrics from a :func:`repeval.estimators.mi.ndm_fit_score` result, names prefixed (module docstring)."""
     return {prefix: max(0.0, r["bound"]), f"{prefix}_bound": r["bound"], f"{prefix}_stderr": r["stderr"],
             f"{prefix}_negative_bound": float(r["bound"] < 0), f"{prefix}_train": r["bound_train"],
             f"{prefix}_steps_used": r["steps_used"], f"{prefix}_converged": r["converged"],

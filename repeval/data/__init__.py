@@ -3,9 +3,9 @@
 Batches are drawn by index from these tensors once they are on the target device; there are no
 per-image PIL transforms anywhere in training or extraction (Hjelm et al. 2019's released code: Normalize(0.5, 0.5),
 no augmentation). Sources: the embedded ``digits``, torchvision's formats
-(:mod:`repeval.data_torchvision`: ``cifar10``, ``cifar100``, ``stl10``, ``svhn``), ``npz:DIR`` and
-``imagefolder:DIR`` (:mod:`repeval.data_imagefolder`);
-checks, labels and the content hash: :mod:`repeval.data_core`.
+(:mod:`repeval.data.torchvision_sets`: ``cifar10``, ``cifar100``, ``stl10``, ``svhn``), ``npz:DIR`` and
+``imagefolder:DIR`` (:mod:`repeval.data.imagefolder`);
+checks, labels and the content hash: :mod:`repeval.data.core`.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ mapped by its name onto the training classes, so a test split that lacks a class
 indices. Files with an image extension (torchvision's ``IMG_EXTENSIONS``) are read anywhere below a
 class folder, in sorted order, decoded to RGB, and resized (bilinear, antialiased; non-square images
 are squashed, as ``Resize((s, s))`` does) to the input size of the encoder that will read them. Then
-they pass the checks and labelling of every data source (:func:`repeval.data_core.assemble`): the
+they pass the checks and labelling of every data source (:func:`repeval.data.core.assemble`): the
 label is ``<DIR's name>-<8 hex digits of the content sha256>`` (plus ``-<size>px`` off 32 px).
 """
 from __future__ import annotations

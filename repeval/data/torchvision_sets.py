@@ -3,14 +3,14 @@
 The file lists, URLs and published md5 checksums are torchvision's own (the class attributes of
 ``torchvision.datasets.CIFAR10`` & co.); downloads go through ``torchvision.datasets.utils`` (which
 checks the archive's md5). The readers are ours: torchvision's CIFAR classes unpickle without
-restriction (see :mod:`repeval.data_pickle`), and its STL10/SVHN classes refuse any folder whose
+restriction (see :mod:`repeval.data.safe_pickle`), and its STL10/SVHN classes refuse any folder whose
 checksums differ, so a user's own files in the same format could not be read at all.
 
 What is checked when: every load computes the md5 of each file it reads and compares it with the
 published one. All match -> the genuine dataset, labelled ``cifar10`` / ``cifar100`` / ``stl10`` /
 ``svhn``. Any differs -> with ``--download`` a one-line error (downloaded data must be genuine;
 existing files are never overwritten); without it, the files are read as a user's own data in that
-format and labelled ``<name>-<content hash>`` (see :mod:`repeval.data_core`).
+format and labelled ``<name>-<content hash>`` (see :mod:`repeval.data.core`).
 
 Formats (Krizhevsky 2009; Coates et al. 2011; Netzer et al. 2011, as torchvision reads them):
 CIFAR: pickled dicts with ``data`` uint8 (N, 3072) in CHW order and a label list; STL-10: raw uint8

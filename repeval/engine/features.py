@@ -78,7 +78,7 @@ def cached_features(cache_dir: Path, key: str, compute, *, refresh: bool = False
                     ) -> tuple[dict[str, torch.Tensor], bool]:
     """Load features for ``key`` from the cache or compute and store them; returns (features, hit).
 
-    Entries are sealed with a checksum (:func:`repeval.storage.save_sealed`): an entry that fails
+    Entries are sealed with a checksum (:func:`repeval.store.storage.save_sealed`): an entry that fails
     it, or cannot be read, is recomputed, never trusted. ``refresh`` recomputes in any case."""
     path = Path(cache_dir) / f"{key}.pt"
     if path.exists() and not refresh:

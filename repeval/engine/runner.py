@@ -3,7 +3,7 @@
 Per model, each stage a function:
 
 1. :func:`plan_model` builds the family with a seeded initialisation, reads its tap names from one
-   forward, computes the encoder's identity (:func:`repeval.zoo.encoder_identity`) and lists the
+   forward, computes the encoder's identity (:func:`repeval.plugin.zoo.encoder_identity`) and lists the
    records it owes, one per (epoch, protocol, tap, seed); a valid record with the same identity is
    present and skipped. A model that owes nothing is not trained, loaded or extracted.
 2. :func:`encoder_at` brings the encoder to an evaluation epoch: as built, from that epoch's kept
@@ -17,7 +17,7 @@ Per model, each stage a function:
 
 A successful record of another identity at a record's path (a changed ``--set``, new weights, a
 bumped ``version``) is kept and reported until ``--rerun`` or ``--force`` asks for it; records are
-found through :meth:`repeval.records.ResultsLayout.scan`, the walker ``repeval table`` uses.
+found through :meth:`repeval.store.records.ResultsLayout.scan`, the walker ``repeval table`` uses.
 """
 from __future__ import annotations
 

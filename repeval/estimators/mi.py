@@ -6,7 +6,7 @@ protocol files hold the configs and the wrappers; everything here is math on ten
 critic-fitting loop with its stop rule. References:
 
 - Donsker-Varadhan (DV) bound I >= E_P[T] - log E_Q[e^T]: MINE, Belghazi et al. 2018, Eq. 10, with
-  its moving-average gradient correction (Sec. 3.2, :func:`repeval.estimators.dv_ema_loss`).
+  its moving-average gradient correction (Sec. 3.2, :func:`repeval.estimators.bounds.dv_ema_loss`).
 - NWJ / f-divergence bound I >= E_P[T] - E_Q[e^(T - 1)]: Nguyen, Wainwright & Jordan 2010;
   Poole et al. 2019 ("On variational bounds of MI"), Eq. 8.
 - infoNCE bound I >= E[log softmax_0] + log K: Oord et al. 2018; Poole et al. 2019, Eq. 12.
@@ -92,7 +92,7 @@ def transform_columns(kind: str, train: torch.Tensor, *others: torch.Tensor) -> 
     """Per-dimension invertible map fitted on ``train`` (N, D), applied to it and ``others`` (M, D).
 
     ``copula``: normal scores (:func:`copula_apply`); ``zscore``: (x - mean) / std
-    (:func:`repeval.protocol.zscore`); ``none``: unchanged. Returns ``[train, *others]``.
+    (:func:`repeval.estimators.zscore.zscore`); ``none``: unchanged. Returns ``[train, *others]``.
     """
     if kind == "copula":
         s = copula_fit(train)
@@ -316,7 +316,7 @@ def critic_loss(estimator: str, net: StatisticsNetwork, xb: torch.Tensor, yb: to
     """One minibatch loss (the negated bound) of ``estimator`` on joint pairs (xb, yb) (B, ...), (B, Dy)
     and product-of-marginals pairs (xb, y_neg); returns (loss, new log-EMA for DV).
 
-    ``dv``: MINE's EMA-corrected DV gradient (:func:`repeval.estimators.dv_ema_loss`); ``nwj``:
+    ``dv``: MINE's EMA-corrected DV gradient (:func:`repeval.estimators.bounds.dv_ema_loss`); ``nwj``:
     -(mean T_P - mean e^(T_Q - 1)); ``infonce``: all B x B pairs of the batch, -(mean log softmax + log B).
     """
     hx = net.embed(xb)
@@ -495,7 +495,7 @@ def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg: NDMOptions, *, se
     Hjelm et al. 2019, Sec. 4.1: the
     critic (D -> hidden... -> 1, ReLU) separates rows of z (joint) from column-shuffled rows (product
     of marginals), trained on the KL (NWJ) bound E_P[T] - E_Q[e^(T - 1)]
-    (:func:`repeval.estimators.kl_bound`) with a fresh shuffle of a ``batch_size`` batch each step;
+    (:func:`repeval.estimators.bounds.kl_bound`) with a fresh shuffle of a ``batch_size`` batch each step;
     the value is the DV estimate on held-out rows. With ``standardize`` both splits are z-scored with
     the training statistics first. A seeded ``val_fraction`` of ``z_tr`` (at most ``max_val`` rows)
     drives the stop rule (:func:`fit_with_stop_rule`, DV value on fixed shuffles, best state kept).

@@ -5,7 +5,7 @@ The launcher checks the options and the dataset once, writes a manifest under
 ``WORKDIR/launch/<id>/`` and submits one :class:`~repeval.launch.shard.Shard` per model, carrying the
 run's :class:`~repeval.engine.session.RunRequest` for that model (serialised). The shards
 share nothing but the filesystem: records under ``--results`` (atomic), checkpoints and features under
-``--workdir`` (one lock per model, :mod:`repeval.locks`). ``repeval status`` reads it all back.
+``--workdir`` (one lock per model, :mod:`repeval.store.locks`). ``repeval status`` reads it all back.
 """
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ class ReportColumn:
 
     ``table``: "1" or "4" (the paper's Tables 1 and 4, compared with its numbers) or "X" (the extra
     protocols, no paper counterpart). ``tap`` None: whichever tap the protocol's records carry (code
-    protocols). ``paper`` / ``paper_std``: the field of ``repeval/paper/table<table>.csv`` holding the
+    protocols). ``paper`` / ``paper_std``: the field of ``repeval/report/paper/table<table>.csv`` holding the
     paper's mean / std for this column (None: the paper has no counterpart).
     """
 

@@ -1,13 +1,13 @@
 """Registering encoders: families trained by repeval, users' modules and pretrained checkpoints.
 
-Three ways in, all ending in the same :data:`repeval.registry.MODELS` entry:
+Four ways in, all ending in the same :data:`repeval.registry.MODELS` entry:
 
 * a family class in ``models/`` decorated with ``@register_model("name", display="Name", **config)``;
 * ``register_encoder("name", factory)`` in any file passed with ``--plugin path.py``;
 * a checkpoint (a state dict) with ``register_encoder(..., checkpoint="enc.pt")`` or the CLI's
   ``--pretrained name=enc.pt`` (shared encoder architecture);
 * a torchvision or timm model with ``register_backbone("r18", "torchvision:resnet18", weights=...)``
-  or the CLI's ``--backbone r18=torchvision:resnet18:r18.pt`` (:mod:`repeval.backbones`).
+  or the CLI's ``--backbone r18=torchvision:resnet18:r18.pt`` (:mod:`repeval.plugin.backbones`).
 
 What identifies an encoder (and so every checkpoint and record made from it) is
 :func:`encoder_identity`: for a trained family its class, ``version``, family config, training
@@ -166,7 +166,7 @@ def register_backbone(name: str, backbone: str, *, weights: str | Path | None = 
                       normalize: str | tuple = "auto", pool: bool = True, download: bool = False,
                       display: str | None = None) -> ModelSpec:
     """Register a torchvision/timm model (``"torchvision:resnet18"``, ``"timm:resnet18"``) as a frozen
-    encoder ``name``; see :class:`repeval.backbones.BackboneSpec` for the arguments.
+    encoder ``name``; see :class:`repeval.plugin.backbones.BackboneSpec` for the arguments.
 
     Registering the same name again with the same settings is a no-op; other settings are an error.
     """
@@ -179,7 +179,7 @@ def register_backbone(name: str, backbone: str, *, weights: str | Path | None = 
 
 
 def register_backbone_spec(name: str, spec, display: str | None = None, origin: str | None = None) -> ModelSpec:
-    """Register a checked :class:`repeval.backbones.BackboneSpec` (the factory of its encoder)."""
+    """Register a checked :class:`repeval.plugin.backbones.BackboneSpec` (the factory of its encoder)."""
     spec.check()
     if name in MODELS and getattr(MODELS.get(name).build, "__wrapped__", None) == spec:
         return MODELS.get(name)

@@ -1,7 +1,7 @@
 """The paper's published numbers (Hjelm et al., ICLR 2019, camera-ready Tables 1 and 4) and how our
 models map onto its rows.
 
-The numbers ship with the package (``repeval/paper/table1.csv``, ``table4.csv``; copies of
+The numbers ship with the package (``repeval/report/paper/table1.csv``, ``table4.csv``; copies of
 the paper's camera-ready tables) and are read with :mod:`importlib.resources`, so ``repeval table``
 works from an installed wheel. The camera-ready tables differ from the review version; these are the
 camera-ready ones.
@@ -9,7 +9,7 @@ camera-ready ones.
 Rows are matched by *model name*: each CSV row names the repeval model it is compared with (column
 ``name``, e.g. ``dim-l-infonce`` for the paper's Table 4 row "DIM(L)"); the paper's own label is kept
 in column ``model``. Which CSV field a table column reads is declared by the protocol that fills the
-column (:class:`repeval.protocol.ReportColumn` ``paper`` / ``paper_std``).
+column (:class:`repeval.plugin.protocol.ReportColumn` ``paper`` / ``paper_std``).
 """
 from __future__ import annotations
 

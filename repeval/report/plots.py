@@ -66,7 +66,7 @@ def plot_table(df: pd.DataFrame, spec, path: Path, title: str) -> Path:
 
 def plot_curves(curves: pd.DataFrame, path: Path, title: str, floor_model: str = "random") -> Path:
     """One panel per (protocol, metric) row and tap column of ``curves``
-    (:func:`repeval.tables.curves.curve_table`): mean against epoch per model, mean ± std as a band
+    (:func:`repeval.report.tables.curves.curve_table`): mean against epoch per model, mean ± std as a band
     where there are several seeds, ``floor_model`` as a dashed horizontal line (± std band). Every
     panel shares one epoch axis, ticked at the evaluated epochs, so a protocol run only at the last
     epoch sits where it belongs on the curve."""

@@ -64,7 +64,7 @@ def cpu_isa() -> str:
 
 def runtime() -> dict:
     """The execution choices that can change speed (and float rounding): threads, OpenMP's wait
-    policy and who set it, the DIM critics' GEMM path (:func:`repeval.critics.default_gemm`)."""
+    policy and who set it, the DIM critics' GEMM path (:func:`repeval.estimators.critics.default_gemm`)."""
     import os
 
     import torch

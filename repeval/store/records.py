@@ -63,7 +63,7 @@ class Record:
     history: list = field(default_factory=list)   # per-epoch mean training losses up to ``epoch``
     timing_s: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
-    spectrum: dict = field(default_factory=dict)  # the tap's test features (repeval.spectrum); diagnostic, not identity
+    spectrum: dict = field(default_factory=dict)  # the tap's test features (repeval.estimators.spectrum); diagnostic, not identity
     created: str = ""
     schema: int = SCHEMA
 

@@ -1,8 +1,8 @@
 """Train small critics with DIM's MI bounds on (X, Y) samples and read the bounds out.
 
 Used by ``repeval validate`` to compare the DV, JSD and infoNCE objectives of
-:mod:`repeval.estimators` (Hjelm et al. 2019, Eqs. 2-5; the bounds are computed by
-:func:`repeval.estimators.pairwise_bound`) with MINE on distributions of known MI.
+:mod:`repeval.estimators.bounds` (Hjelm et al. 2019, Eqs. 2-5; the bounds are computed by
+:func:`repeval.estimators.bounds.pairwise_bound`) with MINE on distributions of known MI.
 
 The critic is *separable*, T(x, y) = f(x) . g(y) with two small ReLU MLPs: the "encoder-and-dot"
 form of DIM's own critics (Hjelm et al. 2019, Sec. 3), so a batch of K pairs gives a K x K score

@@ -5,12 +5,12 @@ Pure math and seeded samplers, no I/O, no training (MINE, Belghazi et al. 2018, 
 Czyz et al., "Beyond Normal: On the Evaluation of Mutual Information Estimators", NeurIPS 2023):
 
 - correlated Gaussians: X, Y in R^d, corr(X_i, Y_j) = rho * delta_ij,
-  I(X; Y) = -(d/2) log(1 - rho^2)  (:func:`repeval.estimators.gaussian_mi`);
+  I(X; Y) = -(d/2) log(1 - rho^2)  (:func:`repeval.estimators.bounds.gaussian_mi`);
 - additive Gaussian noise: X ~ N(0, I_d), Y = X + sigma * eps, I(X; Y) = (d/2) log(1 + 1/sigma^2);
   an invertible map g applied to X leaves it unchanged, I(g(X); Y) = I(X; Y). Written the MINE
   way, the pair (X', Y) = (g(X), Y) satisfies Y = f(X') + sigma * eps with f = g^-1 invertible;
 - Gaussian codes with correlation matrix R: total correlation
-  TC = KL(p(z) || prod_i p(z_i)) = -1/2 log det R  (:func:`repeval.estimators.gaussian_total_correlation`);
+  TC = KL(p(z) || prod_i p(z_i)) = -1/2 log det R  (:func:`repeval.estimators.bounds.gaussian_total_correlation`);
 - multivariate Student-t (heavy tails): (X, Y) = (X0, Y0) / sqrt(W / nu), (X0, Y0) the correlated
   Gaussians above, W ~ chi^2_nu. Its MI is the Gaussian MI of the same dispersion matrix plus a
   correction that depends only on nu and the dimensions (Arellano-Valle, Contreras-Reyes & Genton,

@@ -15,7 +15,7 @@ from ..estimators.ssim import gaussian_window
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of (N, C, H, W) with reflect padding, window radius ceil(3 sigma)
-    (:func:`repeval.ssim.gaussian_window`); sigma <= 0 returns x."""
+    (:func:`repeval.estimators.ssim.gaussian_window`); sigma <= 0 returns x."""
     if sigma <= 0:
         return x
     r = max(1, math.ceil(3.0 * sigma))

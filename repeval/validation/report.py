@@ -1,5 +1,5 @@
 """Files written by ``repeval validate``: per-check CSV and Markdown tables, the check's plots and
-extra tables, a Markdown summary; every write is atomic (:mod:`repeval.storage`).
+extra tables, a Markdown summary; every write is atomic (:mod:`repeval.store.storage`).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 
 Trains the BiGAN family under several variants of the objective and optimiser, each from the same
 seeded initialisation on the same seeded subset, and prints, every ``--every`` steps: each tap's
-participation ratio (:mod:`repeval.spectrum`) on 2,048 seeded random test images; a linear probe's
+participation ratio (:mod:`repeval.estimators.spectrum`) on 2,048 seeded random test images; a linear probe's
 test accuracy on ``fc`` (scikit-learn ``LogisticRegression`` on ``--probe`` seeded random training
 images, tested on the 2,048); the mean losses; and ``grad_cos``, how much the per-image gradients on
 the encoder's codes agree (mean cosine similarity within a batch; 1 = one common direction).

@@ -93,7 +93,7 @@ def gemm_rate(units: int, device: str, dtype=torch.float32, reps: int = 3, rows:
 
 def encoder_reference(cfg):
     """The bare SharedEncoder + the families' Adam on mean(y^2): the cost every family pays at
-    least once per step (a :class:`repeval.train.Family`, so the optimiser and autocast match)."""
+    least once per step (a :class:`repeval.plugin.family.Family`, so the optimiser and autocast match)."""
     from repeval.engine.train import Family
 
     class EncoderOnly(Family):

@@ -81,7 +81,7 @@ def test_train_one_epoch_and_checkpoint_round_trip(name, image_batch, tmp_path):
     fam = build(name)
     hist = train(fam, x, labels, tmp_path / "train.pt", name=name)
     assert len(hist) == 1 and all(math.isfinite(v) for v in hist[0].values())
-    # save/load through repeval.storage into a differently initialised family
+    # save/load through repeval.store.storage into a differently initialised family
     atomic_torch_save(tmp_path / "copy.pt", fam.state_dict())
     other = build(name, seed=99)
     other.load_state_dict(load_checkpoint(tmp_path / "copy.pt"))

@@ -1,4 +1,4 @@
-"""``repeval run --config FILE.toml`` (repeval/config_file.py): reads back exactly what ``repeval config``
+"""``repeval run --config FILE.toml`` (repeval/engine/config_file.py): reads back exactly what ``repeval config``
 prints, merged under ``--set``, and resolves (and so records) exactly like the same values given as ``--set``."""
 from __future__ import annotations
 

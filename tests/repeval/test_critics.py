@@ -1,4 +1,4 @@
-"""Critic building blocks (repeval/critics.py): the gradient penalty, DIM's local critic (DotCritic)
+"""Critic building blocks (repeval/estimators/critics.py): the gradient penalty, DIM's local critic (DotCritic)
 layout against the released NCHW network."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The checks every data source passes through (repeval/data_core.py): labels, split sizes, image layout,
+"""The checks every data source passes through (repeval/data/core.py): labels, split sizes, image layout,
 classes, and images that do not fit an encoder."""
 import pickle
 

@@ -1,4 +1,4 @@
-"""``imagefolder:DIR`` (repeval/data_imagefolder.py) on a tiny PNG tree generated here: classes by folder
+"""``imagefolder:DIR`` (repeval/data/imagefolder.py) on a tiny PNG tree generated here: classes by folder
 name, resized to the encoder's input size, the same checks as npz data, a content fingerprint in the label."""
 from __future__ import annotations
 

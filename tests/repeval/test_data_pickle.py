@@ -1,4 +1,4 @@
-"""The restricted unpickler of CIFAR batch files (repeval/data_pickle.py): the published archives need only
+"""The restricted unpickler of CIFAR batch files (repeval/data/safe_pickle.py): the published archives need only
 the allowed globals; a crafted pickle never runs."""
 import os
 import pickle

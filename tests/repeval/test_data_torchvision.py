@@ -1,4 +1,4 @@
-"""CIFAR-10/100, STL-10 and SVHN in torchvision's on-disk formats (repeval/data_torchvision.py), as fakes
+"""CIFAR-10/100, STL-10 and SVHN in torchvision's on-disk formats (repeval/data/torchvision_sets.py), as fakes
 written here: layout, published checksums, downloads, malformed and missing files."""
 import pickle
 

@@ -1,4 +1,4 @@
-"""DIM's MI bounds (repeval.estimators) on toy scores: layout equivalence, dependence, limits."""
+"""DIM's MI bounds (repeval.estimators.bounds) on toy scores: layout equivalence, dependence, limits."""
 from __future__ import annotations
 
 import math

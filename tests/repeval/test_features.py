@@ -1,4 +1,4 @@
-"""The feature cache (repeval/features.py): an altered cache entry is recomputed, never read."""
+"""The feature cache (repeval/engine/features.py): an altered cache entry is recomputed, never read."""
 from repeval.cli import main
 from repeval.store.storage import atomic_torch_save, load_checkpoint
 from tests.helpers import read_records

@@ -1,4 +1,4 @@
-"""MI and dependence estimation cores (repeval/mi.py): the copula transform, bound terms with standard
+"""MI and dependence estimation cores (repeval/estimators/mi.py): the copula transform, bound terms with standard
 errors, column shuffles, the stop rule, the statistics network's all-pairs scores. MINE and NDM themselves: tests/protocols/test_mine.py and
 tests/protocols/test_ndm.py.
 

@@ -1,4 +1,4 @@
-"""The paper's published numbers (repeval/paper.py): loaded from the package, our datasets and models mapped
+"""The paper's published numbers (repeval/report/paper.py): loaded from the package, our datasets and models mapped
 onto its tables and rows."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`--plugin FILE` (repeval/plugins.py): a user's encoder with its own taps, one with wrong tap shapes, a
+"""`--plugin FILE` (repeval/plugin/loader.py): a user's encoder with its own taps, one with wrong tap shapes, a
 missing file."""
 from repeval.cli import main
 from tests.helpers import read_records

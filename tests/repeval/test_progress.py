@@ -1,4 +1,4 @@
-"""Logging and per-epoch loss callbacks (repeval/progress.py): console and log-file levels, TensorBoard."""
+"""Logging and per-epoch loss callbacks (repeval/store/progress.py): console and log-file levels, TensorBoard."""
 import logging
 import sys
 

@@ -1,4 +1,4 @@
-"""The protocol contract's shared helpers (repeval/protocol.py): standardisation statistics. One thread, CPU."""
+"""The protocol contract's shared helpers (repeval/plugin/protocol.py): standardisation statistics. One thread, CPU."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Provenance (repeval/provenance.py): the commit is dirty for code changes, not for results."""
+"""Provenance (repeval/store/provenance.py): the commit is dirty for code changes, not for results."""
 import pytest
 
 

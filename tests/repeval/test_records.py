@@ -1,4 +1,4 @@
-"""Result records (repeval/records.py): an invalid or edited record is reported, skipped by the tables and
+"""Result records (repeval/store/records.py): an invalid or edited record is reported, skipped by the tables and
 recomputed."""
 import json
 

@@ -1,4 +1,4 @@
-"""The runner (repeval/runner.py): records written once and reused, caches, resumption, determinism,
+"""The runner (repeval/engine/runner.py): records written once and reused, caches, resumption, determinism,
 failures as records, and what a record's identity covers: everything that can change its number,
 nothing else.
 

@@ -1,4 +1,4 @@
-"""The feature-spectrum diagnostic (repeval/spectrum.py) on features of known rank, its table, and a
+"""The feature-spectrum diagnostic (repeval/estimators/spectrum.py) on features of known rank, its table, and a
 collapsed toy encoder flagged end to end."""
 import pytest
 import torch

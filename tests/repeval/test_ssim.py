@@ -1,4 +1,4 @@
-"""SSIM and MS-SSIM (repeval/ssim.py): identity, monotone in noise, pytorch_msssim's numbers, images too
+"""SSIM and MS-SSIM (repeval/estimators/ssim.py): identity, monotone in noise, pytorch_msssim's numbers, images too
 small refused. One thread, CPU."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cells computed by an older family or protocol version are flagged § (repeval.tables.build.stale)."""
+"""Cells computed by an older family or protocol version are flagged § (repeval.report.tables.build.stale)."""
 from repeval.registry import MODELS, PROTOCOLS
 from repeval.report.tables.build import TABLE1, build_table, stale
 from repeval.report.tables.render import footnotes, render_markdown

@@ -1,4 +1,4 @@
-"""Atomic writes, sealed checkpoints and file modes (repeval/storage.py)."""
+"""Atomic writes, sealed checkpoints and file modes (repeval/store/storage.py)."""
 import os
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""`repeval table` (repeval/tables/): Tables 1 and 4 from fixture records (made here), beside the shipped
+"""`repeval table` (repeval/report/tables/): Tables 1 and 4 from fixture records (made here), beside the shipped
 paper numbers; Table X and the learning curves. (The paper's numbers themselves: tests/repeval/test_paper.py.)
 
 Snapshots of the Markdown and LaTeX live in tests/repeval/snapshots/; regenerate them after an intended
@@ -328,8 +328,8 @@ def test_cli_errors(results, capsys):
 
 
 def test_run_summary_prints_tables(results, capsys):
-    from repeval.summary import print_summary
-    print_summary(results, DS, ["ae", "dim-l-infonce"])
+    from repeval.report.tables import print_tables
+    print_tables(results, DS, ["ae", "dim-l-infonce"])
     out = capsys.readouterr().out
     assert "Table 1" in out and "Table 4" in out and "| AE " in out and "NAT" not in out
 
@@ -511,7 +511,7 @@ def test_unreadable_and_invalid_records_are_skipped_with_a_warning(results, caps
 
 
 def test_a_protocol_declared_in_a_test_gets_its_column_footnote_and_timing(tmp_path, capsys):
-    """One definition (config + function + Reporting) and the runner; no edit to repeval.tables."""
+    """One definition (config + function + Reporting) and the runner; no edit to repeval.report.tables."""
     from dataclasses import dataclass
 
     from repeval.plugin.protocol import ReportColumn, Reporting, register_protocol

@@ -1,4 +1,4 @@
-"""Table T (repeval/tables/build.py TABLET) and the records no table shows (repeval/tables/coverage.py):
+"""Table T (repeval/report/tables/build.py TABLET) and the records no table shows (repeval/report/tables/coverage.py):
 every tap of every model reaches a table, whatever the encoder calls it."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Registering encoders (repeval/zoo.py): a pretrained checkpoint as a frozen encoder, and one that does
+"""Registering encoders (repeval/plugin/zoo.py): a pretrained checkpoint as a frozen encoder, and one that does
 not load or fit."""
 import torch
 

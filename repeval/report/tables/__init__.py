@@ -1,7 +1,7 @@
 """``repeval table``: Tables 1 and 4 of the paper rebuilt from stored records, beside the paper's numbers,
 Table X (the extra protocols) and the learning curves.
 
-Only records are read (``results/<dataset>/records/**.json``, written by :mod:`repeval.runner`, read
+Only records are read (``results/<dataset>/records/**.json``, written by :mod:`repeval.engine.runner`, read
 through :func:`load_records` alone); nothing is recomputed. Stages, each a plain function:
 
 1. ``build``: :func:`build_table`: records at one encoder epoch per model -> a tidy frame, one row per
@@ -15,7 +15,7 @@ through :func:`load_records` alone); nothing is recomputed. Stages, each a plain
    ``timing.csv``, ``comparisons.csv``, ``learning_curve.{csv,png}`` and the plots atomically under ``results/<dataset>/``.
 
 The columns, their number format, the title phrase, the "Cells" footnote and the learning-curve
-metrics are declared by each protocol at its registration (:class:`repeval.protocol.Reporting`):
+metrics are declared by each protocol at its registration (:class:`repeval.plugin.protocol.Reporting`):
 a new protocol's columns, footnote and timing appear here with no edit to this package. Table 1
 (Hjelm et al. 2019, Sec. 4): the non-linear probe ``mlp``; Table 4: ``svm``, ``recon``, ``mine``,
 ``ndm``; Table X: ``knn`` and ``linear``, never mixed into the paper's tables; Table T: every tap of

@@ -22,7 +22,7 @@ FORMATS = ("md", "tex", "csv")
 
 
 def tap_columns() -> tuple[ReportColumn, ...]:
-    """Table T's columns: every reported metric (:attr:`repeval.protocol.Reporting.metrics`) of every
+    """Table T's columns: every reported metric (:attr:`repeval.plugin.protocol.Reporting.metrics`) of every
     registered protocol, in registration order, on whatever tap a record carries; the number format
     is the protocol's own column format for that metric (else two decimals)."""
     cols = []
@@ -39,10 +39,10 @@ def tap_columns() -> tuple[ReportColumn, ...]:
 @dataclass(frozen=True)
 class TableSpec:
     """A table of ``repeval table``. Its columns are not listed here: they are the
-    :class:`repeval.protocol.ReportColumn` s that the registered protocols declare for table ``id``,
+    :class:`repeval.plugin.protocol.ReportColumn` s that the registered protocols declare for table ``id``,
     in registration order, so a new protocol's columns appear without an edit to this package.
 
-    ``paper``: the paper's table compared with (its CSV under ``repeval/paper/``), None for the extra
+    ``paper``: the paper's table compared with (its CSV under ``repeval/report/paper/``), None for the extra
     protocols. ``title``: a prefix to the protocols' title phrases. ``notes``: table-level footnotes
     (about the paper's table, not about a protocol). ``per_tap``: one row per (model, tap) and one
     column per reported metric of every protocol (:func:`tap_columns`), whatever the taps are called;
@@ -118,7 +118,7 @@ FLOOR_MODEL = "random"   # the seeded, untrained shared encoder: the floor every
 
 def load_records(results: Path, dataset: str) -> tuple[list[dict], list[str]]:
     """Every valid record under ``results/<dataset>/records/**.json`` (as dicts) and a list of
-    one-line problems: a file that is not a valid :class:`repeval.records.Record` (unreadable, wrong
+    one-line problems: a file that is not a valid :class:`repeval.store.records.Record` (unreadable, wrong
     schema or field types, edited metrics, config not matching its hash) is left out and named."""
     problems: list[str] = []
     recs = ResultsLayout(Path(results), dataset).read_records(on_invalid=lambda e: problems.append(str(e)))
@@ -240,7 +240,7 @@ def cell_records(records, col: ReportColumn) -> tuple[list[dict], list[dict], li
 
 def per_encoder(ok: list[dict], metric: str) -> dict[int, np.ndarray]:
     """A cell's values grouped by the encoder that made them: training seed -> values over its probe
-    seeds (:func:`repeval.records.train_seed`), in training-seed order."""
+    seeds (:func:`repeval.store.records.train_seed`), in training-seed order."""
     groups: dict[int, list[float]] = defaultdict(list)
     for r in ok:
         groups[train_seed(r["config"])].append(float(r["metrics"][metric]))

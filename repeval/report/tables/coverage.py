@@ -1,6 +1,6 @@
 """Which records no table shows, and why (pure): the one line ``repeval table`` prints per dataset.
 
-Table T (:data:`repeval.tables.build.TABLET`) holds every tap of every model at each model's table
+Table T (:data:`repeval.report.tables.build.TABLET`) holds every tap of every model at each model's table
 epoch, so a record is left out only when it is at another encoder epoch (a learning-curve point),
 failed, or belongs to a protocol that is not registered now or reports no metric.
 """

@@ -1,10 +1,10 @@
 """Records -> learning curves: a protocol's headline metric against the encoder's training epoch
 (pure, no I/O).
 
-Drawn for the protocols that declare ``curve`` in their :class:`repeval.protocol.Reporting` (the
+Drawn for the protocols that declare ``curve`` in their :class:`repeval.plugin.protocol.Reporting` (the
 probe ``mlp``; ``knn`` and ``linear`` when present), per model and tap: mean, sample std and seed
-count over the seeds of one configuration at each epoch (:func:`repeval.tables.build.record_epoch`,
-:func:`repeval.tables.build.one_configuration`). The random-init
+count over the seeds of one configuration at each epoch (:func:`repeval.report.tables.build.record_epoch`,
+:func:`repeval.report.tables.build.one_configuration`). The random-init
 encoder (model ``random``, epoch 0) is the floor the figure draws as a horizontal line.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ...registry import PROTOCOLS
-from .build import FLOOR_MODEL, _finite, _order_key, one_configuration, record_epoch
+from .build import _finite, _order_key, one_configuration, record_epoch
 
 CURVE_COLUMNS = ["dataset", "model", "display", "protocol", "metric", "tap", "epoch", "mean", "std", "n", "seeds"]
 
@@ -50,9 +50,3 @@ def curve_table(records: list[dict], dataset: str) -> pd.DataFrame:
     rows.sort(key=lambda r: (_order_key(1, r["model"], r["display"]), proto_rank[r["protocol"]],
                              metrics[r["protocol"]].index(r["metric"]), r["tap"], r["epoch"]))
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
-
-
-def floor_of(curves: pd.DataFrame) -> pd.DataFrame:
-    """The random-init rows of ``curves`` (the floor drawn as a line), indexed by (protocol, metric, tap)."""
-    f = curves[curves["model"] == FLOOR_MODEL]
-    return f.drop_duplicates(["protocol", "metric", "tap"], keep="last").set_index(["protocol", "metric", "tap"])

@@ -113,7 +113,7 @@ def _epoch_note(used: list[dict], epoch: int | None) -> str | None:
 def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int | None = None) -> list[str]:
     """The footnotes of a table: data, metrics, the paper's numbers, seeds, flags, epochs, budget,
     protocol settings, failures and provenance, all read from the records that made the cells (at the
-    epoch the table was built for, see :func:`repeval.tables.build.at_epoch`)."""
+    epoch the table was built for, see :func:`repeval.report.tables.build.at_epoch`)."""
     used = [r for r in at_epoch(records, epoch, spec.protocols)
             if (r.get("model") in set(df["model"])) and r.get("dataset") in set(df["dataset"])]
     notes = []
@@ -375,7 +375,7 @@ def render_latex(df: pd.DataFrame, spec: TableSpec, notes: list[str]) -> str:
 
 
 def render_csv(df: pd.DataFrame) -> str:
-    """The tidy CSV: one row per cell, columns :data:`repeval.tables.build.CSV_COLUMNS` (the flags as
+    """The tidy CSV: one row per cell, columns :data:`repeval.report.tables.build.CSV_COLUMNS` (the flags as
     True/False)."""
     return df[CSV_COLUMNS].to_csv(index=False, float_format="%.6g", lineterminator="\n")
 

@@ -1,5 +1,5 @@
 """The feature-spectrum table beside Table X: per model and tap, how many directions its features use
-(:mod:`repeval.spectrum`), so a collapsed encoder is visible for every model (pure)."""
+(:mod:`repeval.estimators.spectrum`), so a collapsed encoder is visible for every model (pure)."""
 from __future__ import annotations
 
 from collections import defaultdict

@@ -1,4 +1,4 @@
-"""SSIM sanity: every SSIM-type metric of the reconstruction protocol (:mod:`repeval.ssim`: SSIM,
+"""SSIM sanity: every SSIM-type metric of the reconstruction protocol (:mod:`repeval.estimators.ssim`: SSIM,
 Wang et al. 2004; the 3-scale MS-SSIM, Wang et al. 2003; the released DIM code's SSIM) is 1 on the
 identity (within ``identity_tol``) and strictly decreasing along graded noise and blur.
 """
@@ -17,7 +17,7 @@ from ..registry import Check, CheckResult, register_check
 from ..verdicts import Verdict
 
 METRICS = {"ssim": ssim, "ms_ssim": ms_ssim, "released_ssim": released_ssim}   # fn(perturbed, original) -> (N,)
-SOURCE = "repeval.ssim (the recon protocol's metrics): " + ", ".join(METRICS)
+SOURCE = "repeval.estimators.ssim (the recon protocol's metrics): " + ", ".join(METRICS)
 
 
 @dataclass(frozen=True)
