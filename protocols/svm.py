@@ -1,44 +1,23 @@
 """Linear SVM with hinge loss on frozen features (Table 4; Hjelm et al. 2019, Sec. 4).
 
-The paper trains "five SVMs with hinge loss" per model and tap and reports the mean and std of
-test accuracy; C and feature scaling were never released. repeval's choices:
+The paper trains "five SVMs with hinge loss" per model and tap and reports the mean and std of test
+accuracy; C and feature scaling were never released. repeval's choices:
 
-- Features standardised per dimension with the training split's mean and std (constant columns
-  are left at 0).
-- Multiclass hinge loss (``loss="hinge"``, default): Crammer-Singer (default;
-  max_k [1{k != y} + s_k] - s_y) or one-vs-rest (sum_k max(0, 1 - t_k s_k), t_k = +-1), linear
-  scores s = W x + b, bias unregularised; ``loss="squared_hinge"`` squares each hinge term.
-- Primal objective per C: 1/2 |W|^2 + C sum_i hinge_i, minimised as
-  P = mean_i hinge_i + |W|^2 / (2 C n) with minibatch Adam (``batch_size``, ``lr``), W initialised
-  at 0, in cycles: each cycle decays the learning rate from ``lr`` to 0 along a cosine over
-  ``epochs`` epochs (at least ``min_steps`` steps), then P is evaluated on all training rows.
-  Convergence rule: the solver stops when P moved by at most ``tol`` (relative, default 1e-3)
-  over the last cycle (one more cycle of the same optimiser, restarted at ``lr``, no longer
-  changes the objective), else after ``max_cycles`` cycles, and says which (``converged``).
-  All C of the grid are trained together in one pass (the score matrix holds every C's
-  weights); standardisation is folded into the weights (no standardised copy of X), minibatches
-  are fixed contiguous blocks of a seeded permutation visited in a fresh order each epoch, and
-  the weight gradient is computed as G^T X (measured faster than X^T G).
-- C grid ``c_grid`` (default 1e-4, 1e-3, 1e-2, 1e-1, 1): chosen by accuracy on a validation split
-  (``val_fraction`` = 10% of the training split, seeded, ties go to the smaller C); with
-  ``refit`` the chosen C is then retrained on the whole training split and evaluated on the test
-  split.
-- Five seeds by default (``seeds=5``): the seed changes the validation split and the minibatch
-  order. Reported: ``accuracy`` (test, %), ``c``, ``val_accuracy``, ``train_accuracy``,
-  ``weight_norm`` (|W| of the reported model, standardised space), ``degenerate`` (``weight_norm``
-  < ``degenerate_norm``: the W ~ 0 regime below), the solver's ``converged``, ``objective`` (P),
-  ``objective_rel_change`` (the tolerance reached), ``steps`` and ``cycles`` for the reported
-  model, ``select_converged`` (every C of the selection fit converged) and the validation
-  accuracy of every C.
-- Caveat: on features with little linear signal the multiclass *hinge* optimum is W = 0 for every
-  C of a practical grid (measured on random-init y of cifar10-jpeg: scikit-learn's converged
-  Crammer-Singer LinearSVC has |W| < 1e-8 at C = 1 and 10). The accuracy of such a solution is
-  an artefact of how far the solver is from 0 (Adam stops at |W| ~ 0.01-0.1); ``degenerate``
-  flags it. ``loss="squared_hinge"`` (the L2-SVM, LinearSVC's default) has no
-  such degenerate optimum.
+- Features standardised with the training split's statistics (constant columns left at 0).
+- Multiclass hinge (``loss="hinge"``): Crammer-Singer (default; max_k [1{k != y} + s_k] - s_y) or
+  one-vs-rest, scores s = W x + b, bias unregularised; ``loss="squared_hinge"`` squares each term.
+- Primal P = mean_i hinge_i + |W|^2 / (2 C n), minimised by minibatch Adam from W = 0 in cycles
+  (cosine decay from ``lr`` to 0 over ``epochs`` epochs, at least ``min_steps`` steps); it stops
+  when P moved by at most ``tol`` (relative) over a cycle, else after ``max_cycles`` (``converged``).
+- C from ``c_grid`` by accuracy on a seeded 10% validation split (ties: the smaller C), then, with
+  ``refit``, retrained on the whole training split. Five seeds (validation split, batch order).
+- Caveat: on features with little linear signal the multiclass hinge optimum is W = 0 for every
+  practical C (scikit-learn's converged LinearSVC on random-init codes: |W| < 1e-8), so the accuracy
+  only reflects how far the solver stopped from 0; ``degenerate`` flags ``weight_norm <
+  degenerate_norm``. ``loss="squared_hinge"`` (the L2-SVM) has no such optimum.
 
-The solver (:func:`fit_linear_svm`, :func:`hinge_loss_grad`, :func:`predict`) is pure math on
-tensors and runs on CUDA unchanged.
+The solver (:func:`fit_linear_svm`, :func:`hinge_loss_grad`, :func:`predict`) is pure tensor math
+and runs on CUDA unchanged.
 """
 from __future__ import annotations
 
