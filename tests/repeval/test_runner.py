@@ -115,8 +115,8 @@ def test_dry_run_computes_nothing_and_says_what_is_present(tmp_path, tiny_run, c
 
     def forbidden(*a, **k):
         raise AssertionError("computed during --dry-run")
-    monkeypatch.setattr("repeval.runner.train", forbidden)
-    monkeypatch.setattr("repeval.runner.extract", forbidden)
+    monkeypatch.setattr("repeval.engine.runner.train", forbidden)
+    monkeypatch.setattr("repeval.engine.runner.extract", forbidden)
     before = read_records(tmp_path / "results")
     assert main(tiny_run(models="random,ae", protocols="mlp,ndm") + ["--dry-run"]) == 0
     out = capsys.readouterr().out
