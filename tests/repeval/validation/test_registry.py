@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from repeval.figures import plt, save_png
+from repeval.report.figures import plt, save_png
 from repeval.seeding import generator
 from repeval.validation import Check, Verdict, register_check
 
