@@ -26,9 +26,9 @@ from typing import Callable
 
 import numpy as np
 
+from ..registry import DATASETS
 from .core import DEFAULT_DATA_ROOT, DataError, Dataset, Source, assemble
 from .safe_pickle import restricted_loads
-from ..registry import DATASETS
 
 @dataclass(frozen=True)
 class Format:

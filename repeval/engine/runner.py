@@ -35,21 +35,21 @@ import torch
 
 from ..config import ConfigError, TrainConfig, config_hash, make_config, to_dict
 from ..data import Dataset
-from .features import cached_features, extract, tap_names
-from ..store.locks import model_lock, model_lock_path
-from .presets import Preset
-from ..store.progress import Progress, log
+from ..estimators.spectrum import spectrum
+from ..plugin.family import Family
 from ..plugin.protocol import ProtocolInput, ProtocolSpec, Split, code_tap
-from ..store.provenance import provenance
-from ..store.guards import describe_os_error
-from ..store.records import LINK_NOTE, SCHEMA, Record, RecordError, ResultsLayout, train_seed
+from ..plugin.zoo import ModelSpec, encoder_identity, family_sections
 from ..registry import MODELS, PROTOCOLS, did_you_mean
 from ..seeding import derive_seed, generator, seed_everything
-from ..estimators.spectrum import spectrum
+from ..store.guards import describe_os_error
+from ..store.locks import model_lock, model_lock_path
+from ..store.progress import Progress, log
+from ..store.provenance import provenance
+from ..store.records import LINK_NOTE, SCHEMA, Record, RecordError, ResultsLayout, train_seed
 from ..store.storage import CheckpointError, state_dict_hash, sweep_stale_tmp
+from .features import cached_features, extract, tap_names
+from .presets import Preset
 from .train import DivergenceError, load_snapshot, train
-from ..plugin.family import Family
-from ..plugin.zoo import ModelSpec, encoder_identity, family_sections
 
 
 MAX_SEEDS = 100   # seeds per protocol: the paper uses 3 (probes) and 5 (SVM)

@@ -9,8 +9,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..seeding import derive_seed, generator
 from ..estimators.ssim import gaussian_window
+from ..seeding import derive_seed, generator
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...estimators.ssim import ms_ssim, released_ssim, ssim
 from ...report.figures import plt, save_png
 from ...seeding import derive_seed
-from ...estimators.ssim import ms_ssim, released_ssim, ssim
 from ..perturb import add_noise, gaussian_blur, synthetic_images
 from ..registry import Check, CheckResult, register_check
 from ..verdicts import Verdict
