@@ -81,3 +81,24 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out == f"repeval {repeval.__version__}\n"
+
+
+def test_discovery_imports_a_package_and_loads_its_entry_point_group(monkeypatch):
+    """One mechanism finds built-ins (a package scan) and installed packages' plugins (entry points);
+    a broken entry point is a one-line RegistryError naming it."""
+    from types import SimpleNamespace
+
+    from repeval import registry
+
+    loaded = []
+    good = SimpleNamespace(name="mine", value="my_pkg.families", load=lambda: loaded.append("mine"))
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [good] if group == "repeval.families" else [])
+    registry.discover("repeval.models", "repeval.families")
+    assert loaded == ["mine"] and "dim-g" in registry.MODELS
+
+    def broken():
+        raise ImportError("no module named my_pkg")
+    bad = SimpleNamespace(name="bad", value="my_pkg.bad", load=broken)
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [bad])
+    with pytest.raises(RegistryError, match=r"entry point 'bad = my_pkg.bad' \(group repeval.protocols\) failed"):
+        registry.discover("repeval.protocols", "repeval.protocols")
