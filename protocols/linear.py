@@ -7,12 +7,15 @@ ICML 2020, Appendix B.6, which also fits it with L-BFGS on frozen features), don
 - features standardised per dimension with the training split's mean and std
   (:func:`repeval.estimators.zscore.zscore`);
 - objective per weight decay lambda: mean_i CE(W x_i + b, y_i) + lambda / 2 |W|^2 (bias unpenalised),
-  minimised full batch by L-BFGS (strong-Wolfe line search) from an analytic gradient, with W
-  stored as (classes, D) so that its gradient is G^T X (measured faster than X^T G, tests/benchmarks/protocols.py); the lambdas of the grid are fitted from the largest
-  to the smallest, each warm-started from the previous solution (a regularisation path);
+  minimised full batch by L-BFGS (strong-Wolfe line search) from an analytic gradient computed in
+  one pass over the features (:func:`loss_grad`), with W stored as (classes, D) so that its
+  gradient is G^T X (faster than X^T G); the lambdas of the grid are fitted from the largest to the
+  smallest, each warm-started from the previous solution (a regularisation path);
 - lambda chosen by accuracy on a validation split carved from the training split (``val_fraction``,
-  seeded by the protocol seed; ties go to the larger lambda); with ``refit`` the chosen lambda is
-  refitted on the whole training split, warm-started, and evaluated on the test split;
+  seeded by the protocol seed; ties go to the larger lambda); the path stops early once
+  ``path_patience`` lambdas in a row are no better than the best (validation accuracy is unimodal
+  in lambda up to noise, and the small lambdas left out are the slowest fits); with ``refit`` the
+  chosen lambda is refitted on the whole training split, warm-started, and evaluated on the test split;
 - tolerance 1e-4 on max |gradient| of the mean loss (scikit-learn's LogisticRegression default): on
   cifar10-jpeg random-init features float32 gradients stall near 3e-5 - 8e-5, so 1e-5 is reached
   only by the no-progress rule, at twice the iterations and the same test accuracy (+-0.05);
@@ -22,7 +25,7 @@ ICML 2020, Appendix B.6, which also fits it with L-BFGS on frozen features), don
 
 The validation split is a 0/1 weight per training row (no copy of the features). Reported:
 ``accuracy`` (test, %), ``weight_decay``, ``val_accuracy``, ``train_accuracy``, ``iterations``,
-``grad_max``, ``converged`` and the validation accuracy of every lambda.
+``evaluations`` (of the loss and gradient), ``grad_max``, ``converged``, ``path_fits`` (lambdas fitted) and the validation accuracy of each.
 """
 from __future__ import annotations
 
@@ -43,34 +46,46 @@ class LinearConfig:
     tolerance: float = 1e-4       # max |gradient| at which L-BFGS stops (scikit-learn's LogisticRegression tol)
     history_size: int = 20
     refit: bool = True
+    path_patience: int = 1        # the path stops after this many decays in a row below the best (0: fit all)
 
     def __post_init__(self):   # checked when the config resolves, before any work
-        if not self.weight_decays or min(self.weight_decays) < 0 or not 0 < self.val_fraction < 1 or self.max_iter < 1:
-            raise ConfigError(f"linear: weight_decays >= 0 (at least one), 0 < val_fraction < 1, max_iter >= 1; "
+        if (not self.weight_decays or min(self.weight_decays) < 0 or not 0 < self.val_fraction < 1 or self.max_iter < 1
+                or self.path_patience < 0):
+            raise ConfigError(f"linear: weight_decays >= 0 (at least one), 0 < val_fraction < 1, max_iter >= 1, "
+                              f"path_patience >= 0; "
                               f"got {self}")
 
 
 def loss_grad(x: torch.Tensor, y: torch.Tensor, w_row: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
-              weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              weight_decay: float, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted multinomial cross-entropy + weight_decay / 2 |W|^2, and its gradient.
 
     x (N, D), y (N,) int64, w_row (N,) row weights summing to 1 (0 = row left out), W (C, D), b (C,)
-    -> (loss (), dW (C, D), db (C,))."""
-    logits = torch.addmm(b, x, W.T)                                        # (N, C)
-    logp = torch.log_softmax(logits, dim=1)
-    loss = -(w_row * logp.gather(1, y[:, None]).squeeze(1)).sum() + 0.5 * weight_decay * W.pow(2).sum()
-    g = logp.exp_()                                                        # softmax, in place
-    g[torch.arange(len(y), device=y.device), y] -= 1.0
-    g.mul_(w_row[:, None])                                                 # (N, C)
-    return loss, g.T @ x + weight_decay * W, g.sum(0)
+    -> (loss (), dW (C, D), db (C,)). One pass over ``x``: each chunk of ``chunk`` rows gives its
+    logits and, while it is still in cache, its share G^T X of the weight gradient (the product
+    streams X from memory once per evaluation instead of twice; a skinny C-column product is
+    memory-bound)."""
+    dW = weight_decay * W
+    db = torch.zeros_like(b)
+    loss = 0.5 * weight_decay * W.pow(2).sum()
+    for s in range(0, x.shape[0], chunk):
+        xc, yc, wc = x[s:s + chunk], y[s:s + chunk], w_row[s:s + chunk]
+        logp = torch.log_softmax(torch.addmm(b, xc, W.T), dim=1)              # (n, C)
+        loss = loss - (wc * logp.gather(1, yc[:, None]).squeeze(1)).sum()
+        g = logp.exp_()                                                     # softmax, in place
+        g[torch.arange(len(yc), device=yc.device), yc] -= 1.0
+        g.mul_(wc[:, None])
+        dW.addmm_(g.T, xc)
+        db += g.sum(0)
+    return loss, dW, db
 
 
 def fit(x: torch.Tensor, y: torch.Tensor, w_row: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
-        weight_decay: float, cfg: LinearConfig) -> tuple[int, float, bool]:
+        weight_decay: float, cfg: LinearConfig) -> tuple[int, int, float, bool]:
     """Minimise :func:`loss_grad` over (W, b) in place by L-BFGS.
 
-    Returns (iterations, max |gradient| at the end, converged: stopped by a tolerance, not by the
-    iteration or evaluation cap)."""
+    Returns (iterations, evaluations of :func:`loss_grad`, max |gradient| at the end, converged:
+    stopped by a tolerance, not by the iteration or evaluation cap)."""
     max_eval = 4 * cfg.max_iter
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=cfg.max_iter, max_eval=max_eval, tolerance_grad=cfg.tolerance,
                             tolerance_change=1e-10, history_size=cfg.history_size, line_search_fn="strong_wolfe")
@@ -87,7 +102,7 @@ def fit(x: torch.Tensor, y: torch.Tensor, w_row: torch.Tensor, W: torch.Tensor, 
     state = opt.state[W]
     iters, evals = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
     gmax = float(torch.cat([W.grad.abs().flatten(), b.grad.abs()]).max())
-    return iters, gmax, gmax <= cfg.tolerance or (iters < cfg.max_iter and evals < max_eval)
+    return iters, evals + 1, gmax, gmax <= cfg.tolerance or (iters < cfg.max_iter and evals < max_eval)
 
 
 @torch.no_grad()
@@ -104,7 +119,8 @@ REPORT = Reporting(
     curve=True)
 
 
-@register_protocol("linear", LinearConfig, order=70, taps="all", display="Linear probe", report=REPORT)
+@register_protocol("linear", LinearConfig, order=70, taps="all", display="Linear probe", report=REPORT,
+                   version=2)
 def linear_protocol(inp: ProtocolInput, cfg: LinearConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Fit the linear probe on ``inp.train`` features; test accuracy in % (see the module docstring)."""
     dev = torch.device(device)
@@ -123,20 +139,26 @@ def linear_protocol(inp: ProtocolInput, cfg: LinearConfig, *, seed: int = 0, dev
     b = torch.zeros(c, device=dev)
     out: dict[str, float] = {}
     states, best = {}, None
-    iterations = 0
+    iterations = evaluations = 0
+    worse = 0
     for wd in sorted(set(cfg.weight_decays), reverse=True):           # regularisation path, warm starts
-        it, gmax, conv = fit(xtr, ytr, w_fit, W, b, wd, cfg)
-        iterations += it
+        it, ev, gmax, conv = fit(xtr, ytr, w_fit, W, b, wd, cfg)
+        iterations, evaluations = iterations + it, evaluations + ev
         acc = 100.0 * float(_accuracy(xtr, ytr, W, b)[is_val].float().mean())
         out[f"val_accuracy_wd{wd:g}"] = acc
         states[wd] = (W.clone(), b.clone(), gmax, conv)
         if best is None or acc > out[f"val_accuracy_wd{best:g}"]:      # ties keep the larger decay
-            best = wd
+            best, worse = wd, 0
+        else:
+            worse += 1
+            if cfg.path_patience and worse >= cfg.path_patience:      # smaller decays cost the most iterations
+                break
     W, b, gmax, conv = states[best]
     if cfg.refit:
-        it, gmax, conv = fit(xtr, ytr, torch.full((n,), 1.0 / n, device=dev), W, b, best, cfg)
-        iterations += it
+        it, ev, gmax, conv = fit(xtr, ytr, torch.full((n,), 1.0 / n, device=dev), W, b, best, cfg)
+        iterations, evaluations = iterations + it, evaluations + ev
     return {"accuracy": 100.0 * float(_accuracy(xte, yte, W, b).float().mean()) if len(yte) else float("nan"),
             "weight_decay": best, "val_accuracy": out[f"val_accuracy_wd{best:g}"],
             "train_accuracy": 100.0 * float(_accuracy(xtr, ytr, W, b).float().mean()),
-            "iterations": iterations, "grad_max": gmax, "converged": conv, **out}
+            "iterations": iterations, "evaluations": evaluations, "grad_max": gmax, "converged": conv,
+            "path_fits": sum(k.startswith("val_accuracy_wd") for k in out), **out}

@@ -181,7 +181,7 @@ REPORT = Reporting(columns=(ReportColumn("4", "mine", "MINE", "mi", paper="mine"
 
 
 @register_protocol("mine", MINEConfig, order=40, taps="code", needs_images=True, display="MINE I(X; y)", report=REPORT,
-                   version=2)
+                   version=3)
 def mine_protocol(inp: ProtocolInput, cfg: MINEConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """MINE estimate of I(X; y) in nats between test images and their codes (critic trained on train)."""
     if inp.train.images is None or inp.test.images is None:

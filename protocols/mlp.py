@@ -27,6 +27,7 @@ a number.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, replace
 
@@ -109,48 +110,103 @@ def half_budget(cfg: MLPConfig) -> MLPConfig | None:
     return replace(cfg, epochs=cfg.epochs // 2, milestones=tuple(m // 2 for m in cfg.milestones))
 
 
-def train_probe(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, n_classes: int,
-                cfg: MLPConfig, *, seed: int, curve: bool = False) -> ProbeFit:
-    """Train the probe on raw features ``xtr`` (N, D), labels ``ytr`` (N,); all tensors on one device.
+def _pair_forward(models: list[nn.Sequential], xb: torch.Tensor) -> list[torch.Tensor]:
+    """Training-mode forward of several probe heads (:func:`repeval.nets.probe_head`) on one
+    minibatch, as one wide network: their first layers are one product (B, D) x (D, K * hidden)
+    (a wider product runs closer to the GEMM bound than K narrow ones), dropout and batch norm act
+    per unit (so K side-by-side heads stay independent: each unit's batch statistics and running
+    averages are its own, updated as :class:`torch.nn.BatchNorm1d` does), and each head keeps its
+    own output layer. Returns the K logits (B, n_classes)."""
+    if len(models) == 1:
+        return [models[0](xb)]
+    lin, drop, bn = models[0][0], models[0][1], models[0][2]
+    h = F.linear(xb, torch.cat([m[0].weight for m in models]), torch.cat([m[0].bias for m in models]))
+    h = F.dropout(h, drop.p, training=True)
+    mu, var = h.mean(0), h.var(0, unbiased=False)
+    with torch.no_grad():
+        n, k = h.shape[0], lin.out_features
+        unbiased = var * (n / max(1, n - 1))
+        for i, m in enumerate(models):
+            norm = m[2]
+            norm.running_mean.lerp_(mu[i * k:(i + 1) * k], norm.momentum)
+            norm.running_var.lerp_(unbiased[i * k:(i + 1) * k], norm.momentum)
+            norm.num_batches_tracked += 1
+    h = (h - mu) * torch.rsqrt(var + bn.eps)
+    h = torch.relu(h * torch.cat([m[2].weight for m in models]) + torch.cat([m[2].bias for m in models]))
+    return [m[4](h[:, i * k:(i + 1) * k]) for i, m in enumerate(models)]
 
-    Test accuracy is measured after the last epochs (:func:`last_epochs`) and of the untrained head
-    (epoch 0), or after every epoch with ``curve``. Raises
-    ProtocolFailure when the training loss becomes non-finite.
+
+def train_probes(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, n_classes: int,
+                 cfgs: list[MLPConfig], *, seed: int, curve: bool = False) -> list[ProbeFit]:
+    """Train one probe per budget in ``cfgs`` (same seed) on raw features ``xtr`` (N, D), labels
+    ``ytr`` (N,), in one pass; all tensors on one device.
+
+    The probes start from the same seeded initialisation and see the same minibatches in the same
+    order (the shuffle is seeded by (seed, epoch)), each under its own learning-rate schedule
+    (:func:`lr_factor`) and its own Adam; a probe leaves the pass after its last epoch. They share
+    each step's first-layer product (:func:`_pair_forward`), which is what makes the budget-halving
+    check cheaper than a second run. Test accuracy is measured for the first budget after its last
+    epochs (:func:`last_epochs`) and of the untrained head (epoch 0), for the others after their
+    final epoch; after every epoch of every budget with ``curve``.
+    The settings other than ``epochs``/``milestones``/``gamma``/``lr`` must agree. Raises
+    ProtocolFailure when a training loss becomes non-finite.
     """
     dev = xtr.device
-    mean, std = zscore_stats(xtr) if cfg.standardize else (None, None)
+    cfg0 = cfgs[0]
+    if any(replace(c, epochs=cfg0.epochs, milestones=cfg0.milestones, gamma=cfg0.gamma, lr=cfg0.lr) != cfg0
+           for c in cfgs):
+        raise ValueError("train_probes: the budgets may differ only in epochs, milestones, gamma and lr")
+    mean, std = zscore_stats(xtr) if cfg0.standardize else (None, None)
     torch.manual_seed(derive_seed(seed, "mlp-init"))
-    model = probe_head(xtr.shape[1], n_classes, cfg.hidden, cfg.dropout).to(dev)
-    opt = fused_adam(model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
-    n, bs = xtr.shape[0], min(cfg.batch_size, xtr.shape[0])
+    first = probe_head(xtr.shape[1], n_classes, cfg0.hidden, cfg0.dropout).to(dev)
+    models = [first] + [copy.deepcopy(first) for _ in cfgs[1:]]
+    opts = [fused_adam(m.parameters(), c.lr, (c.beta1, c.beta2)) for m, c in zip(models, cfgs)]
+    n, bs = xtr.shape[0], min(cfg0.batch_size, xtr.shape[0])
     per_epoch = max(1, (n - bs) // bs + 1)
-    total = cfg.epochs * per_epoch
-    evals = set(range(cfg.epochs + 1)) if curve else {0, *last_epochs(cfg)}
-    test_curve: dict[int, float] = {}
-    if 0 in evals:
-        test_curve[0] = accuracy(model, xte, yte, mean, std)
-    epoch_loss = torch.zeros((), device=dev)
-    for epoch in range(cfg.epochs):
-        model.train()
+    curves: list[dict[int, float]] = [{} for _ in cfgs]
+    losses = [torch.zeros((), device=dev) for _ in cfgs]
+    evals = [set(range(c.epochs + 1)) if curve else ({0, *last_epochs(c)} if i == 0 else {c.epochs})
+             for i, c in enumerate(cfgs)]
+    untrained = accuracy(first, xte, yte, mean, std)
+    for i in range(len(cfgs)):
+        if 0 in evals[i]:
+            curves[i][0] = untrained
+    for epoch in range(max(c.epochs for c in cfgs)):
+        live = [i for i, c in enumerate(cfgs) if epoch < c.epochs]
+        for i in live:
+            models[i].train()
         perm = torch.randperm(n, generator=generator(derive_seed(seed, "mlp-shuffle", epoch))).to(dev)
-        epoch_loss = torch.zeros((), device=dev)
-        for i, s in enumerate(range(0, n - bs + 1, bs)):
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg, epoch * per_epoch + i, total, epoch)
+        epoch_loss = torch.zeros(len(live), device=dev)
+        for step, s in enumerate(range(0, n - bs + 1, bs)):
+            for i in live:
+                c = cfgs[i]
+                for group in opts[i].param_groups:
+                    group["lr"] = c.lr * lr_factor(c, epoch * per_epoch + step, c.epochs * per_epoch, epoch)
             idx = perm[s:s + bs]
             xb = xtr.index_select(0, idx)
             if mean is not None:
                 xb = xb.sub_(mean).div_(std)
-            loss = F.cross_entropy(model(xb), ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            epoch_loss += loss.detach()
-        if not torch.isfinite(epoch_loss):
-            raise ProtocolFailure(f"mlp probe loss became {float(epoch_loss)} at epoch {epoch + 1}")
-        if epoch + 1 in evals:
-            test_curve[epoch + 1] = accuracy(model, xte, yte, mean, std)
-    return ProbeFit(model, mean, std, test_curve, float(epoch_loss) / per_epoch)
+            yb = ytr[idx]
+            batch = torch.stack([F.cross_entropy(out, yb) for out in _pair_forward([models[i] for i in live], xb)])
+            for i in live:
+                opts[i].zero_grad(set_to_none=True)
+            batch.sum().backward()
+            for i in live:
+                opts[i].step()
+            epoch_loss += batch.detach()
+        if not torch.isfinite(epoch_loss).all():
+            raise ProtocolFailure(f"mlp probe loss became {epoch_loss.tolist()} at epoch {epoch + 1}")
+        for j, i in enumerate(live):
+            losses[i] = epoch_loss[j]
+            if epoch + 1 in evals[i]:
+                curves[i][epoch + 1] = accuracy(models[i], xte, yte, mean, std)
+    return [ProbeFit(m, mean, std, cv, float(lo) / per_epoch) for m, cv, lo in zip(models, curves, losses)]
+
+
+def train_probe(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, n_classes: int,
+                cfg: MLPConfig, *, seed: int, curve: bool = False) -> ProbeFit:
+    """One probe at ``cfg``'s budget (:func:`train_probes` with one budget)."""
+    return train_probes(xtr, ytr, xte, yte, n_classes, [cfg], seed=seed, curve=curve)[0]
 
 
 def probe_metrics(fit: ProbeFit, half_accuracy: float, xtr: torch.Tensor, ytr: torch.Tensor,
@@ -167,12 +223,12 @@ def probe_metrics(fit: ProbeFit, half_accuracy: float, xtr: torch.Tensor, ytr: t
 
 def fit_with_check(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, n_classes: int,
                    cfg: MLPConfig, *, seed: int) -> dict:
-    """Train the probe at ``cfg``'s budget and at half of it (same seed); return :func:`probe_metrics`."""
-    fit = train_probe(xtr, ytr, xte, yte, n_classes, cfg, seed=seed)
+    """Train the probe at ``cfg``'s budget and at half of it (same seed, one pass); return
+    :func:`probe_metrics`."""
     half = half_budget(cfg)
-    half_accuracy = (train_probe(xtr, ytr, xte, yte, n_classes, half, seed=seed).test_curve[half.epochs]
-                     if half else fit.test_curve[0])
-    return probe_metrics(fit, half_accuracy, xtr, ytr, cfg)
+    fits = train_probes(xtr, ytr, xte, yte, n_classes, [cfg] + ([half] if half else []), seed=seed)
+    half_accuracy = fits[1].test_curve[half.epochs] if half else fits[0].test_curve[0]
+    return probe_metrics(fits[0], half_accuracy, xtr, ytr, cfg)
 
 
 REPORT = Reporting(
@@ -186,7 +242,7 @@ REPORT = Reporting(
 
 
 @register_protocol("mlp", MLPConfig, order=10, taps="all", seeds=3, display="Non-linear classifier", every_epoch=True,
-                   report=REPORT, version=3)
+                   report=REPORT, version=4)
 def mlp_probe(inp: ProtocolInput, cfg: MLPConfig, *, seed: int = 0, device: str = "cpu") -> dict:
     """Train the probe on ``inp.train`` features, return test accuracy in % and diagnostics (Table 1)."""
     dev = torch.device(device)

@@ -15,6 +15,10 @@ accuracy; C and feature scaling were never released. repeval's choices:
   practical C (scikit-learn's converged LinearSVC on random-init codes: |W| < 1e-8), so the accuracy
   only reflects how far the solver stopped from 0; ``degenerate`` flags ``weight_norm <
   degenerate_norm``. ``loss="squared_hinge"`` (the L2-SVM) has no such optimum.
+- Reported besides ``accuracy``: the chosen ``c`` and its ``val_accuracy``, ``train_accuracy``,
+  ``weight_norm``, ``degenerate``, the reported fit's ``converged``, ``objective``,
+  ``objective_rel_change``, ``steps``, ``cycles``, the selection fit's ``select_steps`` and
+  ``select_converged``, and every C's validation accuracy.
 
 The solver (:func:`fit_linear_svm`, :func:`hinge_loss_grad`, :func:`predict`) is pure tensor math
 and runs on CUDA unchanged.
@@ -257,7 +261,7 @@ def svm_select_and_fit(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tenso
            "train_accuracy": train_acc, "weight_norm": norm, "degenerate": norm < cfg.degenerate_norm,
            "converged": bool(res.converged[i]), "objective": float(res.objective[i]),
            "objective_rel_change": float(res.rel_change[i]), "steps": res.steps, "cycles": res.cycles,
-           "select_converged": bool(sel.converged.all())}
+           "select_converged": bool(sel.converged.all()), "select_steps": sel.steps}
     out.update({f"val_accuracy_c{c:g}": float(a) for c, a in zip(grid, val_acc)})
     return out
 

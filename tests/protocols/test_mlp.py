@@ -59,3 +59,27 @@ def test_mlp_same_seed_same_numbers_other_seed_other_numbers():
     cfg = MLPConfig(epochs=3, batch_size=64)
     a, b, c = (mlp_probe(inp, cfg, seed=s) for s in (0, 0, 1))
     assert a == b and a != c
+
+
+def test_budgets_trained_in_one_pass_equal_separate_runs():
+    """The budget-halving check shares each step's first-layer product with the full run
+    (protocols/mlp.py `_pair_forward`): without dropout (whose masks are drawn for the wide layer at
+    once) each head, its batch-norm running statistics included, ends as if trained alone. (The
+    first layer's bias is left out of the weight comparison: batch norm cancels it, its gradient is
+    rounding noise that Adam amplifies, and the running mean follows it; the logits compare it.)"""
+    from repeval.protocols.mlp import half_budget, train_probes
+    inp = split_blobs(600, 300, 24, 5, 1.0, seed=3)
+    args = (inp.train.features, inp.train.labels, inp.test.features, inp.test.labels, 5)
+    cfg = MLPConfig(epochs=4, batch_size=64, dropout=0.0)
+    full, half = train_probes(*args, [cfg, half_budget(cfg)], seed=2)
+    (alone,), (half_alone,) = train_probes(*args, [cfg], seed=2), train_probes(*args, [half_budget(cfg)], seed=2)
+    for a, b in ((full, alone), (half, half_alone)):
+        sa, sb = a.model.state_dict(), b.model.state_dict()
+        keys = [k for k in sa if k not in ("0.bias", "2.running_mean")]
+        assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-4) for k in keys), \
+            {k: float((sa[k].float() - sb[k].float()).abs().max()) for k in keys}
+        with torch.no_grad():
+            za = a.model.eval()((inp.test.features - a.mean) / a.std)
+            zb = b.model.eval()((inp.test.features - b.mean) / b.std)
+        assert torch.allclose(za, zb, atol=1e-3), float((za - zb).abs().max())
+        assert a.test_curve[max(a.test_curve)] == pytest.approx(b.test_curve[max(b.test_curve)], abs=0.5)
