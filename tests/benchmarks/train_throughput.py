@@ -10,7 +10,10 @@ shared encoder's forward + backward + Adam step on a trivial loss (mean of y^2),
 size and precision, measured in the same process. Measurements are interleaved (reference, then
 each family, repeated ``--rounds`` times) and the medians reported, with each family's ratio to the
 reference (median of the per-round ratios), because other processes share the CPU: the load
-average is printed before and after. ``--threads`` sets torch's intra-op threads; on
+average is printed before and after. Each family's step is also set against the GEMM bound: its
+floating-point work (torch's FlopCounterMode on one untimed step, or for DIM(L), whose gradient
+penalty it cannot follow, :func:`dim_l_gflop_per_image`) times its img/s over the rate
+of the critic-sized product (4096 x D x D) measured in the same process. ``--threads`` sets torch's intra-op threads; on
 oversubscribed cores OpenMP spin-waiting can make 2 threads far slower than 1 (set
 OMP_WAIT_POLICY=PASSIVE in the environment to avoid it).
 """
@@ -167,6 +170,17 @@ def main(argv=None) -> int:
         sync(args.device)
         return args.batches * bs / (time.perf_counter() - t)
 
+    flops = {}
+    from torch.utils.flop_counter import FlopCounterMode
+    for name, r in runners.items():          # one untimed step under the FLOP counter (products, convolutions)
+        try:
+            counter = FlopCounterMode(display=False)
+            with counter:
+                step(r, args.batches)
+            flops[name] = counter.get_total_flops() / bs
+        except RuntimeError:                 # the counter cannot follow a double backward (gradient penalties)
+            flops[name] = dim_l_gflop_per_image(args.critic_units) * 1e9 if name.startswith("dim-l") else float("nan")
+
     rates: dict[str, list[float]] = {k: [] for k in runners}
     ratios: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(args.rounds):
@@ -179,16 +193,21 @@ def main(argv=None) -> int:
             ratios[name].append(r / ref)
             print(f"  {name:<20} {r:8.1f} img/s  (reference this round {ref:7.1f})", file=sys.stderr, flush=True)
 
-    print(f"{'family':<22}{'img/s (median)':>16}{'ratio to encoder':>18}{'  img/s per round'}")
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    bound = gemm_rate(args.critic_units, args.device, dtype)
+    print(f"# GEMM bound: {args.precision} (4096x{args.critic_units}x{args.critic_units}) {bound:.1f} GFLOP/s now; "
+          f"fraction = GFLOP/s reached (FLOPs: torch's FlopCounterMode on one step; DIM(L), whose prior's gradient penalty it cannot follow: the analytic count below) / that bound")
+    print(f"{'family':<22}{'img/s (median)':>16}{'ratio to encoder':>18}{'GFLOP/img':>11}{'fraction':>10}"
+          f"{'  img/s per round'}")
     for k in runners:
-        print(f"{k:<22}{statistics.median(rates[k]):>16.1f}{statistics.median(ratios[k]):>18.3f}  "
-              + " ".join(f"{v:.1f}" for v in rates[k]))
+        med = statistics.median(rates[k])
+        print(f"{k:<22}{med:>16.1f}{statistics.median(ratios[k]):>18.3f}{flops[k] / 1e9:>11.3f}"
+              f"{med * flops[k] / 1e9 / bound:>10.2f}  " + " ".join(f"{v:.1f}" for v in rates[k]))
     if any(k.startswith("dim-l") for k in names):
         work = dim_l_gflop_per_image(args.critic_units)
         if args.precision == "bf16" and not native_bf16(args.device):
             print(f"# DIM(L) GEMM work {work:.2f} GFLOP/image; no GEMM bound printed: bf16 is emulated here")
         else:
-            dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
             rate = gemm_rate(args.critic_units, args.device, dtype)
             print(f"# DIM(L) GEMM work {work:.2f} GFLOP/image; {args.precision} GEMM (4096x{args.critic_units}"
                   f"x{args.critic_units}) now {rate:.1f} GFLOP/s -> pure-GEMM bound {rate / work:.1f} img/s "
