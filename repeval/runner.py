@@ -5,7 +5,9 @@ Per model, each stage a function:
 1. :func:`plan_model` builds the family with a seeded initialisation, reads its tap names from one
    forward, computes the encoder's identity (:func:`repeval.zoo.encoder_identity`) and lists the
    records it owes, one per (epoch, protocol, tap, seed); a valid record with the same identity is
-   present and skipped. A model that owes nothing is not trained, loaded or extracted.
+   present and skipped. A model that owes nothing is not trained, loaded or extracted. Every model is
+   planned once before any runs (:func:`first_pass`: the run's estimate, :mod:`repeval.estimate`, and
+   its overall progress line); each model's records are checked again under its lock.
 2. :func:`encoder_at` brings the encoder to an evaluation epoch: as built, from that epoch's kept
    snapshot, or by training on from the per-epoch checkpoint (resumable, sealed).
 3. :func:`extract_features` extracts every tap once per (encoder weights, dataset, split) into the
