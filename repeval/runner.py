@@ -207,36 +207,38 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
                 for (k, p), (_, c) in zip(first.items(), runs) if p is not None}
         overall = _start_overall(ests, timings, opts, prog)
     estimates = []
-    for key, (name, cfg) in zip(first, runs):
-        try:
-            lock = nullcontext() if opts.dry_run else model_lock(
-                model_lock_path(opts.workdir, ds.name, name),
-                on_wait=lambda who, name=name: log(f"warning: [{name}] {who} is running this model; waiting"))
-            with lock:   # a second process on this model waits, then finds its records present
-                plan = plan_model(name, opts, cfg, ds, layout, summary, earlier=first[key])
+    try:
+        for key, (name, cfg) in zip(first, runs):
+            try:
+                lock = nullcontext() if opts.dry_run else model_lock(
+                    model_lock_path(opts.workdir, ds.name, name),
+                    on_wait=lambda who, name=name: log(f"warning: [{name}] {who} is running this model; waiting"))
+                with lock:   # a second process on this model waits, then finds its records present
+                    plan = plan_model(name, opts, cfg, ds, layout, summary, earlier=first[key])
+                    if overall is not None:
+                        overall.replan(key, estimate(work_of(plan, opts, cfg, ds), timings))
+                    if opts.dry_run:   # before --train-only: a dry run never computes
+                        estimates.append(estimate(work_of(plan, opts, cfg, ds), timings))
+                        describe_plan(plan, opts, ds, describe(estimates[-1], timings))
+                    elif opts.train_only:
+                        train_model(plan, opts, cfg, ds, prog)
+                    elif not plan.tasks:
+                        log(f"[{name}] all {plan.present} records present: nothing to train, extract or evaluate",
+                            opts.quiet)
+                    else:
+                        tick = (lambda part, share=1.0, key=key: overall.advance(key, part, share)) if overall else None
+                        run_model(plan, opts, cfg, ds, layout, summary, prog, tick=tick)
+            except (DivergenceError, CheckpointError, OSError) as e:   # OSError: an unwritable folder, a full disk
+                why = describe_os_error(e, folders) if isinstance(e, OSError) else str(e)
+                msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{why}"
+                log(f"error: {msg}; continuing with the next model")
+                summary.failures.append(msg)
+            finally:
                 if overall is not None:
-                    overall.replan(key, estimate(work_of(plan, opts, cfg, ds), timings))
-                if opts.dry_run:   # before --train-only: a dry run never computes
-                    estimates.append(estimate(work_of(plan, opts, cfg, ds), timings))
-                    describe_plan(plan, opts, ds, describe(estimates[-1], timings))
-                elif opts.train_only:
-                    train_model(plan, opts, cfg, ds, prog)
-                elif not plan.tasks:
-                    log(f"[{name}] all {plan.present} records present: nothing to train, extract or evaluate",
-                        opts.quiet)
-                else:
-                    tick = (lambda part, share=1.0, key=key: overall.advance(key, part, share)) if overall else None
-                    run_model(plan, opts, cfg, ds, layout, summary, prog, tick=tick)
-        except (DivergenceError, CheckpointError, OSError) as e:   # OSError: an unwritable folder, a full disk
-            why = describe_os_error(e, folders) if isinstance(e, OSError) else str(e)
-            msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{why}"
-            log(f"error: {msg}; continuing with the next model")
-            summary.failures.append(msg)
-        finally:
-            if overall is not None:
-                overall.model_done(key)
-    if overall is not None:
-        overall.close()
+                    overall.model_done(key)
+    finally:
+        if overall is not None:
+            overall.close()
     if opts.dry_run:
         print(describe_total(estimates, timings))
     return summary
