@@ -5,7 +5,9 @@ Per model, each stage a function:
 1. :func:`plan_model` builds the family with a seeded initialisation, reads its tap names from one
    forward, computes the encoder's identity (:func:`repeval.plugin.zoo.encoder_identity`) and lists the
    records it owes, one per (epoch, protocol, tap, seed); a valid record with the same identity is
-   present and skipped. A model that owes nothing is not trained, loaded or extracted.
+   present and skipped. A model that owes nothing is not trained, loaded or extracted. Every model is
+   planned once before any runs (:func:`first_pass`: the run's estimate, :mod:`repeval.engine.estimate`, and
+   its overall progress line); each model's records are checked again under its lock.
 2. :func:`encoder_at` brings the encoder to an evaluation epoch: as built, from that epoch's kept
    snapshot, or by training on from the per-epoch checkpoint (resumable, sealed).
 3. :func:`extract_features` extracts every tap once per (encoder weights, dataset, split) into the
@@ -47,6 +49,8 @@ from ..store.progress import Progress, log
 from ..store.provenance import provenance
 from ..store.records import LINK_NOTE, SCHEMA, Record, RecordError, ResultsLayout, train_seed
 from ..store.storage import CheckpointError, state_dict_hash, sweep_stale_tmp
+from .estimate import (Estimate, Overall, Owed, Timings, Work, describe, describe_total, estimate, fmt_seconds,
+                       source_of)
 from .features import cached_features, extract, tap_names
 from .presets import Preset
 from .train import DivergenceError, load_snapshot, train
@@ -114,6 +118,7 @@ class ModelPlan:
     present: int
     retrain: bool
     kept: dict = field(default_factory=dict)   # protocol -> successful records of another identity, kept
+    trains: bool = True                        # the family trains (``family`` is None in a first-pass plan)
 
 
 def resolve_configs(opts: RunOptions) -> Resolved:
@@ -193,29 +198,100 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
         sweep_stale_tmp(layout.root, Path(opts.workdir))
     prog = Progress(quiet=opts.quiet)
     folders = {"results": Path(opts.results), "work": Path(opts.workdir)}
-    for name, cfg in ((n, c) for n in dict.fromkeys(opts.models)      # a model named twice runs once
-                      for c in _per_train_seed(cfg, opts.train_seeds)):
-        try:
-            lock = nullcontext() if opts.dry_run else model_lock(
-                model_lock_path(opts.workdir, ds.name, name),
-                on_wait=lambda who, name=name: log(f"warning: [{name}] {who} is running this model; waiting"))
-            with lock:   # a second process on this model waits, then finds its records present
-                plan = plan_model(name, opts, cfg, ds, layout, summary)
-                if opts.dry_run:   # before --train-only: a dry run never computes
-                    describe_plan(plan, opts, ds)
-                elif opts.train_only:
-                    train_model(plan, opts, cfg, ds, prog)
-                elif not plan.tasks:
-                    log(f"[{name}] all {plan.present} records present: nothing to train, extract or evaluate",
-                        opts.quiet)
-                else:
-                    run_model(plan, opts, cfg, ds, layout, summary, prog)
-        except (DivergenceError, CheckpointError, OSError) as e:   # OSError: an unwritable folder, a full disk
-            why = describe_os_error(e, folders) if isinstance(e, OSError) else str(e)
-            msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{why}"
-            log(f"error: {msg}; continuing with the next model")
-            summary.failures.append(msg)
+    runs = [(n, c) for n in dict.fromkeys(opts.models)      # a model named twice runs once
+            for c in _per_train_seed(cfg, opts.train_seeds)]
+    first, timings = first_pass(runs, opts, ds, layout)
+    overall = None
+    if not opts.dry_run and not opts.train_only:
+        ests = {k: estimate(work_of(p, opts, c, ds), timings)
+                for (k, p), (_, c) in zip(first.items(), runs) if p is not None}
+        overall = _start_overall(ests, timings, opts, prog)
+    estimates = []
+    try:
+        for key, (name, cfg) in zip(first, runs):
+            try:
+                lock = nullcontext() if opts.dry_run else model_lock(
+                    model_lock_path(opts.workdir, ds.name, name),
+                    on_wait=lambda who, name=name: log(f"warning: [{name}] {who} is running this model; waiting"))
+                with lock:   # a second process on this model waits, then finds its records present
+                    plan = plan_model(name, opts, cfg, ds, layout, summary, earlier=first[key])
+                    if overall is not None:
+                        overall.replan(key, estimate(work_of(plan, opts, cfg, ds), timings))
+                    if opts.dry_run:   # before --train-only: a dry run never computes
+                        estimates.append(estimate(work_of(plan, opts, cfg, ds), timings))
+                        describe_plan(plan, opts, ds, describe(estimates[-1], timings))
+                    elif opts.train_only:
+                        train_model(plan, opts, cfg, ds, prog)
+                    elif not plan.tasks:
+                        log(f"[{name}] all {plan.present} records present: nothing to train, extract or evaluate",
+                            opts.quiet)
+                    else:
+                        tick = (lambda part, share=1.0, key=key: overall.advance(key, part, share)) if overall else None
+                        run_model(plan, opts, cfg, ds, layout, summary, prog, tick=tick)
+            except (DivergenceError, CheckpointError, OSError) as e:   # OSError: an unwritable folder, a full disk
+                why = describe_os_error(e, folders) if isinstance(e, OSError) else str(e)
+                msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{why}"
+                log(f"error: {msg}; continuing with the next model")
+                summary.failures.append(msg)
+            finally:
+                if overall is not None:
+                    overall.model_done(key)
+    finally:
+        if overall is not None:
+            overall.close()
+    if opts.dry_run:
+        print(describe_total(estimates, timings))
     return summary
+
+
+def first_pass(runs: list, opts: RunOptions, ds: Dataset, layout: ResultsLayout) -> tuple[dict, Timings]:
+    """Every model's plan before any runs (for the run's estimate and overall progress line), and the
+    past timings of the results folder, from one walk over its records.
+
+    Returns {(model, training seed): plan or None} in run order and the timings. The plans hold no
+    family (built, read and dropped) and are advisory: each model's records are checked again under
+    its lock (:func:`plan_model` with ``earlier``). A model that cannot be planned here (a broken
+    encoder, an unreadable folder) gets None, and fails in its turn as it always did."""
+    found, _ = layout.scan()
+    timings = Timings.from_records(found.values(), where=str(layout.root), device=opts.device,
+                                   n_train=int(ds.x_train.shape[0]))
+    by_model: dict[str, dict] = {}
+    for path, rec in found.items():
+        by_model.setdefault(path.relative_to(layout.records_dir).parts[0], {})[path] = rec
+    first = {}
+    for name, cfg in runs:
+        try:
+            plan = replace(_build(name, cfg, ds), family=None)
+            first[(name, cfg.train.seed)] = _owed(plan, opts, cfg, ds, layout, by_model.get(name, {}))
+        except Exception:      # (not KeyboardInterrupt) reported when the model's turn comes
+            first[(name, cfg.train.seed)] = None
+    return first, timings
+
+
+def work_of(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset) -> Work:
+    """What ``plan`` owes, in the estimator's terms (records, training epochs left, extractions)."""
+    need = sorted({t.epoch for t in plan.tasks})
+    train_epochs = 0
+    if plan.trains and need and need[-1] > 0:
+        mdir = model_dir(opts, ds, plan.name, plan.train_key)
+        kept = [e for e in plan.epochs if 0 < e <= need[-1] and (mdir / f"epoch-{e}.pt").exists()]
+        train_epochs = need[-1] - (0 if plan.retrain else max(kept, default=0))
+    n_train, n_test = int(ds.x_train.shape[0]), int(ds.x_test.shape[0])
+    cap = cfg.train.max_train
+    return Work(plan.name, tuple(Owed(t.protocol.name, t.tap, t.protocol.version, t.config["protocol_config"])
+                                 for t in plan.tasks),
+                train_epochs=train_epochs, train_images=min(n_train, cap) if cap else n_train,
+                extracts=len(need), images=n_train + n_test, n_train=n_train)
+
+
+def _start_overall(ests: dict[tuple, Estimate], timings: Timings, opts: RunOptions, prog: Progress) -> Overall | None:
+    """The overall progress line, when the first pass found records to compute."""
+    n = sum(len(e.records) for e in ests.values())
+    if not n:
+        return None
+    log(f"[overall] {n} records to compute over {sum(1 for e in ests.values() if e.records)} model(s), estimated "
+        f"{fmt_seconds(sum(e.total for e in ests.values()))} ({source_of(list(ests.values()), timings)})", opts.quiet)
+    return Overall(ests, prog, quiet=opts.quiet)
 
 
 def _per_train_seed(cfg: Resolved, seeds: tuple[int, ...]) -> list[Resolved]:
@@ -231,8 +307,40 @@ def _wants(opts: RunOptions, model: str, protocol: str | None = None) -> bool:
 
 
 def plan_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout,
-               summary: RunSummary) -> ModelPlan:
-    """Stage 1: build the model, compute its identity and list the records it still owes."""
+               summary: RunSummary, earlier: ModelPlan | None = None) -> ModelPlan:
+    """Stage 1: build the model, compute its identity and list the records it still owes.
+
+    ``earlier``: this model's plan from the run's first pass (:func:`first_pass`); its records are
+    scanned again (the caller holds the model's lock) and the family is built afresh only when there
+    is work to do, seeded just before training as always."""
+    if (layout.records_dir / name).is_symlink():
+        raise OSError(errno.ELOOP, LINK_NOTE, str(layout.records_dir / name))
+    found, problems = layout.scan(name)
+    plan = None
+    if earlier is not None:
+        plan = _owed(earlier, opts, cfg, ds, layout, found)
+        if not opts.dry_run and (plan.tasks or opts.train_only):
+            plan = None
+    if plan is None:
+        plan = _owed(_build(name, cfg, ds), opts, cfg, ds, layout, found)
+    owed = {t.path for t in plan.tasks}
+    for line in problems:
+        log(f"warning: invalid record ({'recomputed' if any(str(p) in line for p in owed) else 'ignored'}): {line}")
+    summary.invalid += problems
+    for pname, n in plan.kept.items():
+        msg = (f"{name}/{pname}: {n} successful record(s) under {layout.records_dir / name / pname} "
+               f"hold another configuration; kept (--rerun {name}/{pname} replaces them)")
+        if opts.dry_run:      # the plan reports it; a dry run computes nothing, so nothing failed
+            log(f"warning: {msg}")
+        else:
+            summary.failures.append(msg)
+            log(f"error: {msg}")
+    summary.skipped += plan.present
+    return plan
+
+
+def _build(name: str, cfg: Resolved, ds: Dataset) -> ModelPlan:
+    """The model built with its seeded initialisation, its taps and identity; no records listed yet."""
     spec: ModelSpec = MODELS.get(name)
     seed_everything(derive_seed(cfg.train.seed, "init", name))
     family = spec.build(cfg.train, ds.n_classes, ds.x_train.shape[1], cfg.families.get(name))
@@ -242,9 +350,14 @@ def plan_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
                              "data_fingerprint": ds.fingerprint})
     trains = family.trains and cfg.train.epochs > 0
     epochs = cfg.train.eval_points() if trains else (0,)
-    if (layout.records_dir / name).is_symlink():
-        raise OSError(errno.ELOOP, LINK_NOTE, str(layout.records_dir / name))
-    found, problems = layout.scan(name)
+    return ModelPlan(name, spec, family, identity, train_key, taps, epochs, [], 0, retrain=False,
+                     trains=family.trains)
+
+
+def _owed(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout,
+          found: dict) -> ModelPlan:
+    """``plan`` with the records it owes given the valid records ``found`` (path -> record)."""
+    name, identity, taps, epochs = plan.name, plan.identity, plan.taps, plan.epochs
     tasks, present, kept = [], 0, Counter()
     for epoch in epochs:
         for pname, pcfg in cfg.protocols.items():
@@ -266,36 +379,24 @@ def plan_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
                             kept[pname] += 1
                         continue
                     tasks.append(Task(pspec, tap, seed, epoch, config, path))
-    owed = {t.path for t in tasks}
-    for line in problems:
-        log(f"warning: invalid record ({'recomputed' if any(str(p) in line for p in owed) else 'ignored'}): {line}")
-    summary.invalid += problems
-    for pname, n in kept.items():
-        msg = (f"{name}/{pname}: {n} successful record(s) under {layout.records_dir / name / pname} "
-               f"hold another configuration; kept (--rerun {name}/{pname} replaces them)")
-        if opts.dry_run:      # the plan reports it; a dry run computes nothing, so nothing failed
-            log(f"warning: {msg}")
-        else:
-            summary.failures.append(msg)
-            log(f"error: {msg}")
-    summary.skipped += present
-    return ModelPlan(name, spec, family, identity, train_key, taps, epochs, tasks, present,
-                     retrain=_wants(opts, name), kept=dict(kept))
+    return replace(plan, tasks=tasks, present=present, kept=dict(kept), retrain=_wants(opts, name))
 
 
-def describe_plan(plan: ModelPlan, opts: RunOptions, ds: Dataset) -> None:
+def describe_plan(plan: ModelPlan, opts: RunOptions, ds: Dataset, estimate_line: str = "") -> None:
     """``--dry-run``: what would be trained, extracted and evaluated, and what is already present."""
     need = sorted({t.epoch for t in plan.tasks})
     ckpt = model_dir(opts, ds, plan.name, plan.train_key) / "train.pt"
     lines = [f"[{plan.name}] {plan.present} records present, {len(plan.tasks)} to compute"
              + "".join(f", {n} {p} records of another configuration kept" for p, n in plan.kept.items())]
-    if need and plan.family.trains and need[-1] > 0:
+    if need and plan.trains and need[-1] > 0:
         lines.append(f"  train to epoch {need[-1]} (checkpoint {ckpt}: "
                      f"{'exists, resumes' if ckpt.exists() and not plan.retrain else 'none, from scratch'})")
     for e in need:
         tasks = [t for t in plan.tasks if t.epoch == e]
         protos = sorted({t.protocol.name for t in tasks})
         lines.append(f"  epoch {e}: extract {len(plan.taps)} taps, evaluate {len(tasks)} records ({', '.join(protos)})")
+    if estimate_line and plan.tasks:
+        lines.append(estimate_line)
     print("\n".join(lines))
 
 
@@ -313,26 +414,33 @@ def train_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, p
 
 
 def run_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout,
-              summary: RunSummary, prog: Progress) -> None:
-    """Stages 2-4 for one model: for each epoch that owes records, encoder -> features -> records."""
+              summary: RunSummary, prog: Progress, tick: Callable | None = None) -> None:
+    """Stages 2-4 for one model: for each epoch that owes records, encoder -> features -> records.
+
+    ``tick(part, share)``, if given, hears of the work done (the run's overall progress line): a
+    share of the training (``"train"``) or extraction (``"extract"``) left, or a ``"record"``."""
     family, device, mdir = _prepare(plan, opts, ds)
     need = sorted({t.epoch for t in plan.tasks})
     train_data = None
-    for epoch in need:
+    tick = tick or (lambda part, share=1.0: None)
+    for i, epoch in enumerate(need):
         t0 = time.time()
         if family.trains and epoch > 0 and train_data is None and not (mdir / f"epoch-{epoch}.pt").exists():
             train_data = _training_subset(ds, cfg.train, device)
         history = encoder_at(family, epoch, plan, opts, cfg, mdir, train_data, prog)
         train_s = time.time() - t0
+        tick("train", (epoch - (need[i - 1] if i else 0)) / max(need[-1] - (need[i - 1] if i else 0), 1))
         t0 = time.time()
         feats, hit = extract_features(family.encoder.eval(), plan.name, ds, opts, device, prog,
                                       refresh=plan.retrain)
         extract_s = time.time() - t0
+        tick("extract", 1 / (len(need) - i))
         tasks = [t for t in plan.tasks if t.epoch == epoch]
         log(f"[{plan.name}] epoch {epoch}: encoder ready ({train_s:.0f} s), features "
             f"{'cached' if hit else 'extracted'} ({extract_s:.0f} s); {len(tasks)} records to run", opts.quiet)
         evaluate(plan, tasks, feats, history, ds, opts, cfg, layout, summary, prog,
-                 {"train": round(train_s, 3), "extract": round(extract_s, 3), "features_cached": hit})
+                 {"train": round(train_s, 3), "extract": round(extract_s, 3), "features_cached": hit},
+                 on_record=lambda: tick("record"))
 
 
 def _prepare(plan: ModelPlan, opts: RunOptions, ds: Dataset) -> tuple[Family, torch.device, Path]:
@@ -389,8 +497,9 @@ def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, 
 
 def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, history: list[dict],
              ds: Dataset, opts: RunOptions, cfg: Resolved, layout: ResultsLayout, summary: RunSummary,
-             prog: Progress, timing: dict) -> None:
-    """Stage 4: one record per task, written atomically as soon as it is computed."""
+             prog: Progress, timing: dict, on_record: Callable | None = None) -> None:
+    """Stage 4: one record per task, written atomically as soon as it is computed (``on_record()``
+    after each, written or not)."""
     prov = provenance(opts.device)
     last = plan.epochs[-1]
     for task in prog.iter(tasks, desc=f"{plan.name} protocols", unit="record"):
@@ -424,7 +533,10 @@ def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, history: list[dict
                         timing_s={"protocol": round(time.time() - t1, 6), **timing},
                         provenance=prov, spectrum=feats["spectrum"][task.tap],
                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        if not write_record(layout, task.path, record):
+        written = write_record(layout, task.path, record)
+        if on_record:
+            on_record()
+        if not written:
             continue
         if ok:
             log(f"[{plan.name}] {pspec.name}/{task.tap}/seed{task.seed}/epoch{task.epoch}: "
