@@ -15,7 +15,7 @@ from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_da
 from .compare import format_comparisons, pairwise
 from .coverage import format_unshown, unshown
 from .curves import curve_table
-from .render import footnotes, render_csv, render_latex, render_markdown, table_title
+from .render import flag_legend, footnotes, render_csv, render_latex, render_markdown, table_title
 from .spectrum import format_collapsed, render_spectrum, spectrum_table
 
 # ---------------------------------------------------------------------------------------------- command
@@ -117,6 +117,8 @@ def cmd_table(args) -> int:
                 print(f"{ds}: no records of {', '.join(sorted(spec.protocols))}{at}: {spec.name} skipped")
                 continue
             print(f"\n{render_markdown(df, spec, []).split(chr(10) + 'Notes:')[0].rstrip()}")
+            if legend := flag_legend(df):
+                print(legend)
             for line in format_left_out(df):
                 LOGGER.warning(line)
             rank = _emit(df, recs, spec, out, formats, plots, written, epoch)
@@ -178,6 +180,8 @@ def print_tables(results: Path, dataset: str, models: list[str] | None = None) -
         df = build_table(recs, spec, dataset, models)
         if has_records(df):
             print("\n" + render_markdown(df, spec, []).split("\nNotes:")[0].rstrip())
+            if legend := flag_legend(df):
+                print(legend)
             for line in format_left_out(df):
                 print(f"repeval: warning: {line}", file=sys.stderr)
             shown = True
