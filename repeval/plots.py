@@ -37,7 +37,8 @@ def panel_says_nothing(g: pd.DataFrame, unit: str) -> str | None:
     if len(vals) < 2:
         return "fewer than two rows with a value"
     if unit == "%" and vals.min() >= SATURATED:
-        return f"saturated: every row at {vals.min():.1f}–{vals.max():.1f} %"
+        lo, hi = f"{vals.min():.1f}", f"{vals.max():.1f}"
+        return f"saturated: every row at {lo if lo == hi else f'{lo}–{hi}'} %"
     return None
 
 

@@ -543,6 +543,25 @@ class Facts:
         cfgs = [(r.get("config") or {}).get("protocol_config") or {} for r in self.at if r["protocol"] == "mlp"]
         return cfgs[0] if cfgs else {}
 
+    @staticmethod
+    def schedule(cfg: dict) -> str:
+        """A probe config as a phrase: '10 epochs, cosine decay, Adam 0.001, batch 128' (what it holds)."""
+        parts = []
+        if cfg.get("epochs") is not None:
+            parts.append(f"{cfg['epochs']} epochs")
+        if cfg.get("schedule") == "cosine":
+            parts.append("cosine learning-rate decay")
+        elif cfg.get("schedule"):
+            ms = cfg.get("milestones")
+            drop = f"× {cfg['gamma']:g}" if cfg.get("gamma") is not None else "dropped"
+            parts.append(f"{cfg['schedule']} learning rate" + (f" ({drop} at epochs {', '.join(map(str, ms))})"
+                                                               if ms else ""))
+        if cfg.get("lr") is not None:
+            parts.append(f"Adam {cfg['lr']:g}")
+        if cfg.get("batch_size") is not None:
+            parts.append(f"batch {cfg['batch_size']}")
+        return ", ".join(parts) or "its defaults"
+
     def averaging(self, table: str = "1") -> dict | None:
         """Final accuracy against the mean over the last epochs (``accuracy_avg_last``) over the probe
         records at the table epoch: how much the paper's way of reading the probe would move a cell."""
