@@ -147,13 +147,16 @@ def plot_curves(curves: pd.DataFrame, path: Path, title: str, floor_model: str =
     where there are several seeds, ``floor_model`` as a dashed horizontal line (± std band). Every
     panel shares one epoch axis, ticked at the evaluated epochs, so a protocol run only at the last
     epoch sits where it belongs on the curve. None (nothing drawn) when no model has two epochs: a
-    curve of single points says nothing."""
+    curve of single points says nothing (a protocol evaluated at one epoch only gets no row)."""
     from .tables.scales import unit
 
     trained = curves[curves["model"] != floor_model]
     if trained.empty or trained.groupby("model")["epoch"].nunique().max() < 2:
         return None
-    series = list(dict.fromkeys(zip(curves["protocol"], curves["metric"])))
+    # a (protocol, metric) run at one encoder epoch only (e.g. the linear probe at the last) is a column of
+    # single points: its numbers are in Table X, not drawn here
+    multi = trained.groupby(["protocol", "metric", "model"])["epoch"].nunique().groupby(level=[0, 1]).max()
+    series = [s for s in dict.fromkeys(zip(curves["protocol"], curves["metric"])) if multi.get(s, 0) >= 2]
     taps = list(dict.fromkeys(curves["tap"]))
     models = [m for m in dict.fromkeys(curves["model"]) if m != floor_model]
     names = dict(zip(curves["model"], curves["display"]))

@@ -66,6 +66,11 @@ def span(values, fmt: str = ".2f", sep: str = "–") -> str:
     return lo if lo == hi else f"{lo}{sep if min(vals) >= 0 else ' to '}{hi}"
 
 
+def minus(a, b):
+    """a − b, None when either is missing (the template's subtraction)."""
+    return None if _nan(a) or _nan(b) else a - b
+
+
 def thousands(x) -> str:
     return EM_DASH if _nan(x) else f"{x:,.0f}"
 
@@ -409,7 +414,7 @@ class Facts:
                & ~df["model"].isin(list(exclude))]
         if len(g) < 2 or g["mean"].nunique() < 2 or g["paper"].nunique() < 2:
             return None
-        return float(kendalltau(g["mean"].to_numpy(), g["paper"].to_numpy()).statistic)
+        return round(float(kendalltau(g["mean"].to_numpy(), g["paper"].to_numpy()).statistic), 12)
 
     def coverage(self, m: str) -> str:
         """'mlp and knn at epochs 1, 3, 6 and 10; svm, recon at 10': a model's protocols by evaluated epochs."""
@@ -656,7 +661,8 @@ def environment():
     env = Environment(loader=Loader("repeval.tables", TEMPLATES), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(num=num, signed=signed, pval=pval, span=span, thousands=thousands)
-    env.globals.update(num=num, signed=signed, pval=pval, span=span, thousands=thousands, EM_DASH=EM_DASH)
+    env.globals.update(num=num, signed=signed, pval=pval, span=span, thousands=thousands, minus=minus,
+                       EM_DASH=EM_DASH)
     return env
 
 
