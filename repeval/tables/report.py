@@ -462,6 +462,9 @@ class Facts:
     def all_significant(self, a: str, b: str, cols, table: str = "1") -> bool:
         return all((self.cmp(a, b, c, table) or {}).get("significant", False) for c in cols)
 
+    def any_significant(self, a: str, b: str, cols, table: str = "1") -> bool:
+        return any((self.cmp(a, b, c, table) or {}).get("significant", False) for c in cols)
+
     def all_separated(self, a: str, b: str, cols, table: str = "1") -> bool:
         return all((self.cmp(a, b, c, table) or {}).get("separated", False) for c in cols)
 
