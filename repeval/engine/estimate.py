@@ -92,7 +92,7 @@ class Timings:
     @classmethod
     def from_records(cls, records: Iterable, where: str = "", device: str = "cpu",
                      n_train: int = 0) -> "Timings":
-        """``records``: :class:`repeval.records.Record` objects (or dicts with the same fields) of one
+        """``records``: :class:`repeval.store.records.Record` objects (or dicts with the same fields) of one
         dataset; those computed on another kind of device (cpu, cuda) are left out, as are failures.
         ``n_train``: the dataset's training images (per-image training figures of another model)."""
         t = cls(where=where)

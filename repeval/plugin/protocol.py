@@ -43,7 +43,8 @@ class ReportColumn:
     ``table``: "1" or "4" (the paper's Tables 1 and 4, compared with its numbers) or "X" (the extra
     protocols, no paper counterpart). ``tap`` None: whichever tap the protocol's records carry (code
     protocols). ``paper`` / ``paper_std``: the field of ``repeval/report/paper/table<table>.csv`` holding the
-    paper's mean / std for this column (None: the paper has no counterpart).
+    paper's mean / std for this column (None: the paper has no counterpart). ``delta`` False: the
+    paper's number is shown and ranked against ours but never subtracted (another scale).
     """
 
     table: str
@@ -55,6 +56,7 @@ class ReportColumn:
     paper: str | None = None
     paper_std: str | None = None
     protocol: str = ""  # filled in by register_protocol
+    delta: bool = True  # False: the paper's number is on another scale; shown, ranked, never subtracted
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,11 @@ def _metrics(model, protocol, value) -> dict:
     if value is None:
         return {}
     if protocol == "recon" and model == "ae":      # only AE's recon reports a true MS-SSIM
-        return {"ssim": value, "ms_ssim": round(value - 0.1, 6)}
+        return {"ssim": value, "ms_ssim": round(value - 0.1, 6), "ssim_released": round(value + 0.05, 6)}
+    if protocol == "recon":
+        return {"ssim": value, "ssim_released": round(value + 0.05, 6)}
+    if protocol == "ndm":                            # the paper's scale (raw codes) beside the z-scored one
+        return {"ndm": value, "ndm_raw": round(value / 2, 6)}
     return {METRIC[protocol]: value}
 
 
@@ -152,7 +156,8 @@ def test_mean_std_seed_counts_and_failures(results):
     assert _md_row(md, "AE")[1] == "52.00 ± 1.58"
     assert _md_row(md, "DIM(L) (infoNCE)")[1] == "61.50 ± 1.29 <sup>n=4</sup>"
     assert "n = 5 seeds per cell (SVM conv, SVM fc, SVM y)" in md
-    assert "n = 1 seed per cell (SSIM, MS-SSIM, MINE, NDM)" in md
+    assert "n = 1 seed per cell (SSIM (released code), SSIM (standard), MS-SSIM, MINE (nats), NDM (raw codes), " \
+           "NDM (z-scored))" in md
     assert "Failed runs excluded (1): DIM(L) (infoNCE)/svm/conv/seed4: ProtocolFailure" in md
 
 
@@ -177,7 +182,7 @@ def test_missing_cells_are_em_dashes_never_zero(results):
     assert ms["paper"].isna().all() and ms.loc["AE", "mean"] == pytest.approx(0.51)
     assert (ms.loc["DIM(L) (infoNCE)", "n"], ms.loc["DIM(L) (infoNCE)", "n_failed"]) == (0, 0)
     md4 = tables.render_markdown(t4, tables.TABLE4, [])
-    assert "MS-SSIM paper" not in md4 and _md_row(md4, "DIM(L) (infoNCE)")[13] == "—"
+    assert "MS-SSIM paper" not in md4 and _md_row(md4, "DIM(L) (infoNCE)")[14] == "—"
 
 
 def test_rows_in_paper_order_then_extras(results):
@@ -202,10 +207,76 @@ def test_paper_delta(results):
     md = tables.render_markdown(df, tables.TABLE1, [])
     assert _md_row(md, "AE")[1:4] == ["60.00", "62.19", "-2.19"]
     t4 = tables.build_table(_records(results), tables.TABLE4, DS)
-    ssim = _cell(t4, "DIM(L) (infoNCE)", "ssim")                     # ours ssim vs the paper's "MS-SSIM"
-    assert ssim["paper"] == 0.37 and ssim["delta"] == pytest.approx(0.03)
     svm = _cell(t4, "VAE", "svm_conv")
     assert (svm["paper"], svm["paper_std"], svm["delta"]) == (53.83, 0.62, pytest.approx(47 - 53.83))
+
+
+def test_table4_reads_each_column_on_the_papers_scale(results):
+    """SSIM: Δ on the released code's SSIM, the standard SSIM beside it without a paper number; NDM: Δ on
+    the raw codes, the z-scored value beside it; MINE: the paper's number, no Δ, and a footnote why."""
+    recs = _records(results)
+    t4 = tables.build_table(recs, tables.TABLE4, DS)
+    rel = _cell(t4, "DIM(L) (infoNCE)", "ssim_released")           # 0.40 + 0.05 vs the paper's "MS-SSIM" 0.37
+    assert (rel["metric"], rel["paper"], rel["delta"]) == ("ssim_released", 0.37, pytest.approx(0.08))
+    std = _cell(t4, "DIM(L) (infoNCE)", "ssim")
+    assert std["mean"] == pytest.approx(0.40) and math.isnan(std["paper"]) and math.isnan(std["delta"])
+    raw = _cell(t4, "DIM(L) (infoNCE)", "ndm_raw")                 # 8.5 / 2 vs the paper's 9.18
+    assert (raw["metric"], raw["paper"], raw["delta"]) == ("ndm_raw", 9.18, pytest.approx(4.25 - 9.18))
+    z = _cell(t4, "DIM(L) (infoNCE)", "ndm")
+    assert z["mean"] == 8.5 and math.isnan(z["paper"])
+    mine = _cell(t4, "DIM(L) (infoNCE)", "mine")
+    assert mine["paper"] == 45.09 and math.isnan(mine["delta"]) and mine["mean"] == 40.0
+    md = tables.render_markdown(t4, tables.TABLE4, tables.footnotes(t4, recs, tables.TABLE4))
+    head = _md_row(md, "Model")
+    assert "MINE (nats) paper" in head and "MINE (nats) Δ" not in head
+    assert head.index("NDM (z-scored)") == head.index("NDM (raw codes) Δ") + 1
+    assert head.index("SSIM (standard)") == head.index("SSIM (released code) Δ") + 1
+    assert "MINE (nats): no Δ. The paper's values (6.04–101.65) are on a scale it does not state" in md
+    assert "metric `ssim_released`" in md and "metric `ndm_raw` (nats)" in md
+    tex = tables.render_latex(t4, tables.TABLE4, [])
+    assert r"\multicolumn{2}{c}{MINE (nats)}" in tex
+    # the ranking against the paper: on the paper's scales
+    rank = tables.rank_agreement(t4).set_index("column")
+    assert {"ssim_released", "ndm_raw", "mine"} <= set(rank.index)
+    assert rank.loc["ssim", "note"] == "undefined: the paper has no numbers in this column"
+
+
+def test_degenerate_cells_leave_tau_and_the_significance_counts(results):
+    from repeval.report.tables.compare import format_comparisons, pairwise
+    for seed, v in enumerate([40, 41, 42, 43, 44]):                  # VAE's SVM y: 5 seeds, degenerate
+        rec = make_record(DS, "vae", "VAE", "svm", "y", seed, v)
+        rec["metrics"].update(degenerate=1.0)
+        _write(results, rec)
+    for seed, v in enumerate([30, 31, 30, 31, 30]):                  # BiGAN's SVM y: not degenerate
+        _write(results, make_record(DS, "bigan", "BiGAN", "svm", "y", seed, v))
+    recs = _records(results)
+    t4 = tables.build_table(recs, tables.TABLE4, DS)
+    rank = tables.rank_agreement(t4).set_index("column")
+    # svm_y in both: VAE (degenerate, out), BiGAN, DIM(L) infoNCE: two ranked
+    assert rank.loc["svm_y", "n_common"] == 2 and rank.loc["svm_y", "degenerate_excluded"] == "VAE"
+    assert "VAE" not in rank.loc["svm_y", "models"]
+    assert "‡ not ranked: VAE" in tables.render_markdown(t4, tables.TABLE4, [], tables.rank_agreement(t4))
+    df = pairwise(recs, DS)
+    deg = df[df["degenerate"]]
+    assert set(deg["column"]) == {"svm_y"} and set(deg["model_a"]) | set(deg["model_b"]) >= {"vae"}
+    assert deg["p_holm"].isna().all() and not deg["significant"].any() and deg["p"].notna().all()
+    counted = df[~df["degenerate"]]
+    assert counted["p_holm"].min() == pytest.approx(min(1.0, len(counted) * counted["p"].min()))
+    lines = format_comparisons(df)
+    assert lines[0].startswith(f"{len(counted)} pairwise comparisons")
+    assert f"{len(deg)} further comparisons involve a degenerate cell" in lines[1]
+
+
+def test_console_tables_carry_a_flag_legend(results, capsys):
+    rec = make_record(DS, "ae", "AE", "svm", "y", 0, 30)
+    rec["metrics"].update(degenerate=True, converged=False)
+    _write(results, rec)
+    assert main(["table", "--results", str(results), "--dataset", DS, "--no-plots", "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    t4 = out.split("## Table 4")[1].split("## Table")[0]
+    assert "Legend: † not converged" in t4 and "‡ degenerate" in t4 and "no Δ where the paper's scale differs" in t4
+    tables.print_tables(results, DS, ["ae"])
+    assert "Legend: † not converged" in capsys.readouterr().out
 
 
 def test_rank_agreement_hand_checked(results):

@@ -15,9 +15,11 @@ from ...config import config_hash
 from ...plugin.protocol import REPORT_TABLES, ReportColumn
 from ...registry import MODELS, PROTOCOLS
 from ...store.records import ResultsLayout, train_seed
+from .scales import on_paper_scale
 
 
 EM_DASH = "—"
+DEGENERATE_MARK = "‡"
 FORMATS = ("md", "tex", "csv")
 
 
@@ -69,7 +71,8 @@ class TableSpec:
     def columns(self) -> tuple[ReportColumn, ...]:
         if self.per_tap:
             return tap_columns()
-        return tuple(c for p in PROTOCOLS for c in PROTOCOLS.get(p).report.columns if c.table == self.id)
+        return tuple(shown for p in PROTOCOLS for c in PROTOCOLS.get(p).report.columns if c.table == self.id
+                     for shown in on_paper_scale(c))
 
     @property
     def protocols(self) -> frozenset[str]:
@@ -313,12 +316,12 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 "_left_out": " ".join(str(r.get("seed", 0)) for r in other),
                 "paper": p if p is not None else math.nan,
                 "paper_std": ps if ps is not None else math.nan,
-                "delta": mean - p if p is not None and ok else math.nan,
+                "delta": mean - p if p is not None and ok and col.delta else math.nan, "_delta": col.delta,
                 "epoch": " ".join(map(str, epochs)),
                 "not_converged": any(record_flag(r, "converged") is False for r in ok),
                 "degenerate": any(record_flag(r, "degenerate") is True for r in ok),
                 "stale": any(stale(r) for r in ok)})
-    df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp", "_fmt", "_left_out"])
+    df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp", "_fmt", "_left_out", "_delta"])
     if df.empty:
         return df
     floor = df[df["model"] == FLOOR_MODEL].set_index("column")["mean"]
@@ -345,17 +348,23 @@ def has_records(df: pd.DataFrame) -> bool:
 
 # ---------------------------------------------------------------------------------------------- rank
 
+RANK_COLUMNS = ["dataset", "table", "column", "n_common", "tau", "p_value", "models", "note", "degenerate_excluded"]
+
+
 def rank_agreement(df: pd.DataFrame) -> pd.DataFrame:
     """Kendall's tau-b (scipy.stats.kendalltau) between our values and the paper's, per dataset and
     column, over the models that have both. Undefined (NaN, with the reason) for fewer than two
-    common models or when one side is constant."""
+    common models or when one side is constant. A degenerate cell (‡: the SVM's W ≈ 0 regime, not an
+    accuracy of a separator) is not ranked: ``degenerate_excluded`` names those rows."""
     from scipy.stats import kendalltau
 
     rows = []
     if df.empty:
-        return pd.DataFrame(columns=["dataset", "table", "column", "n_common", "tau", "p_value", "models", "note"])
+        return pd.DataFrame(columns=RANK_COLUMNS)
     for (ds, table, col), g in df.groupby(["dataset", "table", "column"], sort=False):
-        both = g[g["mean"].notna() & g["paper"].notna()]
+        have = g[g["mean"].notna() & g["paper"].notna()]
+        both = have[~have["degenerate"].astype(bool)]
+        out = "; ".join(have.loc[have["degenerate"].astype(bool), "display"])
         tau = p = math.nan
         if not paper.paper_dataset(ds):
             note = f"undefined: the paper has no numbers for {ds}"
@@ -370,18 +379,19 @@ def rank_agreement(df: pd.DataFrame) -> pd.DataFrame:
             tau, p = float(res.statistic), float(res.pvalue)
             note = ""
         rows.append({"dataset": ds, "table": table, "column": col, "n_common": len(both), "tau": tau,
-                     "p_value": p, "models": "; ".join(both["display"]), "note": note})
-    return pd.DataFrame(rows)
+                     "p_value": p, "models": "; ".join(both["display"]), "note": note, "degenerate_excluded": out})
+    return pd.DataFrame(rows, columns=RANK_COLUMNS)
 
 
 def format_rank(rank: pd.DataFrame) -> list[str]:
     lines = []
     for _, r in rank.iterrows():
         head = f"{r['dataset']} {r['table']} {r['column']}: "
+        out = f" ({DEGENERATE_MARK} degenerate, not ranked: {r['degenerate_excluded']})" if r.get("degenerate_excluded") else ""
         if math.isnan(r["tau"]):
-            lines.append(head + r["note"])
+            lines.append(head + r["note"] + out)
         else:
-            lines.append(head + f"tau = {r['tau']:+.3f} over {r['n_common']} models (p = {r['p_value']:.3g})")
+            lines.append(head + f"tau = {r['tau']:+.3f} over {r['n_common']} models (p = {r['p_value']:.3g})" + out)
     return lines
 
 

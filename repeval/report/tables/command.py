@@ -15,7 +15,7 @@ from .build import (FORMATS, TABLE1, TABLES, TableSpec, build_table, discover_da
 from .compare import format_comparisons, pairwise
 from .coverage import format_unshown, unshown
 from .curves import curve_table
-from .render import footnotes, render_csv, render_latex, render_markdown, table_title
+from .render import flag_legend, footnotes, render_csv, render_latex, render_markdown, table_title
 from .spectrum import format_collapsed, render_spectrum, spectrum_table
 
 # ---------------------------------------------------------------------------------------------- command
@@ -31,8 +31,9 @@ def _write(path: Path, text: str, written: list[Path]) -> None:
 
 
 def _emit(df: pd.DataFrame, records: list[dict], spec: TableSpec, out: Path, formats: list[str],
-          plots: bool, written: list[Path], epoch: int | None) -> pd.DataFrame | None:
-    """Write one table in every format (+ its plot); return its rank agreement (None without paper)."""
+          plots: bool, written: list[Path], epoch: int | None) -> tuple[pd.DataFrame | None, list[str]]:
+    """Write one table in every format (+ its plot); return its rank agreement (None without paper)
+    and its footnotes."""
     notes = footnotes(df, records, spec, epoch)
     rank = rank_agreement(df) if spec.paper else None
     if "md" in formats:
@@ -43,36 +44,53 @@ def _emit(df: pd.DataFrame, records: list[dict], spec: TableSpec, out: Path, for
         _write(out / f"{spec.name}.csv", render_csv(df), written)
     if plots:
         from ..plots import plot_table
-        written.append(plot_table(df, spec, out / f"{spec.name}.png", table_title(df, spec)))
-    return rank
+        _figure(plot_table(df, spec, out / f"{spec.name}.png", table_title(df, spec)), out / f"{spec.name}.png",
+                "every column is saturated or has fewer than two values", written)
+    return rank, notes
 
 
-def _curves(recs: list[dict], ds: str, out: Path, formats: list[str], plots: bool, written: list[Path]) -> None:
+def _figure(made: Path | None, path: Path, why: str, written: list[Path]) -> None:
+    """Record a figure written, or say why none was (and remove the one an earlier run left there, which
+    would otherwise outlive the data that made it)."""
+    if made is not None:
+        written.append(made)
+        return
+    print(f"{path.name} omitted: {why}")
+    if path.exists():
+        path.unlink()
+        print(f"  (removed the earlier {path})")
+
+
+def _curves(recs: list[dict], ds: str, out: Path, formats: list[str], plots: bool,
+            written: list[Path]) -> pd.DataFrame:
     curves = curve_table(recs, ds)
     if curves.empty:
         print(f"{ds}: no records of a protocol with a learning curve: learning_curve skipped")
-        return
+        return curves
     if "csv" in formats:
         _write(out / "learning_curve.csv", curves.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
                written)
     if plots:
         from ..plots import plot_curves
-        written.append(plot_curves(curves, out / "learning_curve.png",
-                                   f"Learning curves, {paper.dataset_title(ds)}: accuracy against encoder epoch"))
+        _figure(plot_curves(curves, out / "learning_curve.png",
+                            f"Learning curves, {paper.dataset_title(ds)}: accuracy against encoder epoch"),
+                out / "learning_curve.png", "no model was evaluated at two encoder epochs", written)
+    return curves
 
 
 def _spectrum(recs: list[dict], ds: str, out: Path, formats: list[str], written: list[Path],
-              epoch: int | None) -> None:
+              epoch: int | None) -> pd.DataFrame:
     df = spectrum_table(recs, ds, epoch)
     if df.empty:
         print(f"{ds}: no record carries a feature spectrum (older records): spectrum skipped")
-        return
+        return df
     if "md" in formats:
         _write(out / "spectrum.md", render_spectrum(df), written)
     if "csv" in formats:
         _write(out / "spectrum.csv", df.to_csv(index=False, float_format="%.6g", lineterminator="\n"), written)
     for line in format_collapsed(df):
         print(f"\n{line}")
+    return df
 
 
 def cmd_table(args) -> int:
@@ -109,7 +127,7 @@ def cmd_table(args) -> int:
     for ds, recs in loaded.items():
         out = Path(args.out) if args.out and len(datasets) == 1 else (
             Path(args.out) / ds if args.out else results / ds)
-        ds_ranks = []
+        ds_ranks, ds_frames, ds_notes = [], {}, {}
         for spec in TABLES:
             df = build_table(recs, spec, ds, epoch=epoch)
             if not has_records(df):
@@ -117,24 +135,27 @@ def cmd_table(args) -> int:
                 print(f"{ds}: no records of {', '.join(sorted(spec.protocols))}{at}: {spec.name} skipped")
                 continue
             print(f"\n{render_markdown(df, spec, []).split(chr(10) + 'Notes:')[0].rstrip()}")
+            if legend := flag_legend(df):
+                print(legend)
             for line in format_left_out(df):
                 LOGGER.warning(line)
-            rank = _emit(df, recs, spec, out, formats, plots, written, epoch)
+            rank, ds_notes[spec.name] = _emit(df, recs, spec, out, formats, plots, written, epoch)
             if rank is not None:
                 ds_ranks.append(rank)
             frames.append(df)
+            ds_frames[spec.name] = df
             if spec is TABLE1 and paper.paper_dataset(ds):
                 t1_frames.append(df)
         print(f"\n{ds}: {format_unshown(unshown(recs, epoch), len(recs))}")
         if ds_ranks and "csv" in formats:
             _write(out / "rank_agreement.csv",
                    pd.concat(ds_ranks).to_csv(index=False, float_format="%.6g", lineterminator="\n"), written)
+        timing = timing_table(recs)
         if "csv" in formats:
-            _write(out / "timing.csv", timing_table(recs).to_csv(index=False, float_format="%.1f",
-                                                                 lineterminator="\n"), written)
+            _write(out / "timing.csv", timing.to_csv(index=False, float_format="%.1f", lineterminator="\n"), written)
         ranks += ds_ranks
-        _spectrum(recs, ds, out, formats, written, epoch)
-        _curves(recs, ds, out, formats, plots, written)
+        spectrum = _spectrum(recs, ds, out, formats, written, epoch)
+        curves = _curves(recs, ds, out, formats, plots, written)
         comparisons = pairwise(recs, ds, epoch)
         if "csv" in formats and not comparisons.empty:
             _write(out / "comparisons.csv", comparisons.to_csv(index=False, float_format="%.6g",
@@ -149,6 +170,14 @@ def cmd_table(args) -> int:
                 print(f"{ds}: no reconstruction grids under {results / ds / 'recon'}: recon_grids.png skipped")
             else:
                 written.append(p)
+        if "md" in formats:
+            from .report import REPORT_HTML, REPORT_MD, Facts, render_report
+            figures = {p.name for p in written if p.parent == out and p.suffix == ".png"}
+            facts = Facts(recs, ds, ds_frames, ds_notes, pd.concat(ds_ranks) if ds_ranks else None, comparisons,
+                          curves, timing, spectrum, figures, results / ds, epoch)
+            md, html = render_report(facts)
+            _write(out / REPORT_MD, md, written)
+            _write(out / REPORT_HTML, html, written)
     if len(t1_frames) > 1:   # the paper's layout: one Table 1, a column group per CIFAR dataset
         both = pd.concat(t1_frames, ignore_index=True)
         all_recs = [r for recs in loaded.values() for r in recs]
@@ -178,6 +207,8 @@ def print_tables(results: Path, dataset: str, models: list[str] | None = None) -
         df = build_table(recs, spec, dataset, models)
         if has_records(df):
             print("\n" + render_markdown(df, spec, []).split("\nNotes:")[0].rstrip())
+            if legend := flag_legend(df):
+                print(legend)
             for line in format_left_out(df):
                 print(f"repeval: warning: {line}", file=sys.stderr)
             shown = True

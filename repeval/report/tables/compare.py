@@ -25,7 +25,10 @@ Which spread (column ``spread``):
   initialisation, dropout, minibatch order), so a significant gap says the protocol separates these
   two trained *checkpoints*, not that the methods differ on every training run.
 
-Only columns whose protocol has at least two values per row (seeds or encoders) enter.
+Only columns whose protocol has at least two values per row (seeds or encoders) enter. A comparison
+involving a degenerate cell (``degenerate``: a record of either cell says ``degenerate: true``, e.g. the
+linear SVM's W ≈ 0 regime, whose accuracy is not a linear separator's) keeps its ``p`` but is left
+out of Holm's adjustment and the counts: ``p_holm`` empty, ``significant`` False.
 """
 from __future__ import annotations
 
@@ -35,12 +38,12 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .build import COLUMN_TABLES, SPREAD_PROBE, SPREAD_TRAIN, cell_records, per_encoder, record_epoch
+from .build import COLUMN_TABLES, SPREAD_PROBE, SPREAD_TRAIN, cell_records, per_encoder, record_epoch, record_flag
 
 ALPHA = 0.05
 COMPARISON_COLUMNS = ["dataset", "table", "column", "protocol", "tap", "metric", "model_a", "model_b", "epoch_a",
                       "epoch_b", "mean_a", "mean_b", "diff", "sd_a", "sd_b", "n_a", "n_b", "spread", "separated",
-                      "p", "p_holm", "significant"]
+                      "p", "p_holm", "significant", "degenerate"]
 
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,12 +126,16 @@ def pairwise(records: list[dict], dataset: str, epoch: int | None = None) -> pd.
     for spec in COLUMN_TABLES:
         for col in spec.columns:
             vals: dict[tuple[str, int], dict[int, np.ndarray]] = {}
+            degenerate: set[tuple[str, int]] = set()
             for m in sorted({r["model"] for r in mine}):
                 _, ok, _, _ = cell_records([r for r in mine if r["model"] == m], col)
                 for e in {record_epoch(r) for r in ok}:
-                    groups = per_encoder([r for r in ok if record_epoch(r) == e], col.metric)
+                    at = [r for r in ok if record_epoch(r) == e]
+                    groups = per_encoder(at, col.metric)
                     if len(groups) >= 2 or len(next(iter(groups.values()))) >= 2:
                         vals[m, e] = groups
+                    if any(record_flag(r, "degenerate") is True for r in at):
+                        degenerate.add((m, e))
             models = sorted({m for m, _ in vals})
             for a, b in combinations(models, 2):
                 ep = _pair_epoch({e for m, e in vals if m == a}, {e for m, e in vals if m == b}, epoch)
@@ -139,11 +146,15 @@ def pairwise(records: list[dict], dataset: str, epoch: int | None = None) -> pd.
                     continue
                 rows.append({"dataset": dataset, "table": spec.name, "column": col.key, "protocol": col.protocol,
                              "tap": col.tap or "", "metric": col.metric, "model_a": a, "model_b": b,
-                             "epoch_a": ep[0], "epoch_b": ep[1], **test})
+                             "epoch_a": ep[0], "epoch_b": ep[1], **test,
+                             "degenerate": (a, ep[0]) in degenerate or (b, ep[1]) in degenerate})
     df = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     if not df.empty:
-        df["p_holm"] = holm(df["p"].to_numpy(dtype=float))
-        df["significant"] = df["p_holm"] < ALPHA
+        df["degenerate"] = df["degenerate"].astype(bool)
+        counted = ~df["degenerate"]
+        df["p_holm"] = np.nan
+        df.loc[counted, "p_holm"] = holm(df.loc[counted, "p"].to_numpy(dtype=float))
+        df["significant"] = counted & (df["p_holm"] < ALPHA)
     return df
 
 
@@ -151,8 +162,15 @@ def format_comparisons(df: pd.DataFrame) -> list[str]:
     """Summary lines: how many comparisons, how many separated by the seed spread, how many significant."""
     if df.empty:
         return []
-    spreads = df["spread"].value_counts()
+    deg = df["degenerate"].astype(bool) if "degenerate" in df else pd.Series(False, index=df.index)
+    counted = df[~deg]
+    spreads = counted["spread"].value_counts()
     against = ", ".join(f"{n} against {s}" for s, n in spreads.items())
-    return [f"{len(df)} pairwise comparisons (every pair of rows, every column with >= 2 seeds): "
-            f"{int(df['separated'].sum())} gaps beyond the seed spread, {int(df['significant'].sum())} significant "
-            f"after Holm's correction over all {len(df)} (Welch t, alpha {ALPHA}); {against}"]
+    lines = [f"{len(counted)} pairwise comparisons (every pair of rows, every column with >= 2 seeds): "
+             f"{int(counted['separated'].sum())} gaps beyond the seed spread, {int(counted['significant'].sum())} "
+             f"significant after Holm's correction over all {len(counted)} (Welch t, alpha {ALPHA}); {against}"]
+    if deg.any():
+        cols = ", ".join(dict.fromkeys(df.loc[deg, "column"]))
+        lines.append(f"{int(deg.sum())} further comparisons involve a degenerate cell (‡, e.g. the SVM's W ≈ 0) and "
+                     f"are not counted nor Holm-adjusted ({cols}): p_holm empty, significant False")
+    return lines

@@ -13,6 +13,7 @@ from tabulate import tabulate
 from .. import paper
 from ...registry import PROTOCOLS
 from .build import CSV_COLUMNS, EM_DASH, TableSpec, at_epoch, has_epochs, record_epoch
+from .scales import cell_note, inert_settings, no_delta_note
 
 # ---------------------------------------------------------------------------------------------- notes
 
@@ -101,6 +102,23 @@ def _flag_note(df: pd.DataFrame) -> str | None:
     return "Flags: " + "; ".join(parts) + "." if parts else None
 
 
+def flag_legend(df: pd.DataFrame) -> str | None:
+    """One line under a table printed on the console: what each mark in it means (only those present)."""
+    if df.empty:
+        return None
+    parts = []
+    if df["not_converged"].any():
+        parts.append(f"{NOT_CONVERGED} not converged (stopped at its budget: a lower bound for a longer run)")
+    if df["degenerate"].any():
+        parts.append(f"{DEGENERATE} degenerate (e.g. the SVM's W ≈ 0: not the accuracy of a linear separator; "
+                     "left out of τ and the significance counts)")
+    if df["stale"].any():
+        parts.append(f"{STALE} stale (computed by an older family or protocol version)")
+    if "_delta" in df and ((df["_delta"] == False) & df["paper"].notna()).any():   # noqa: E712
+        parts.append("no Δ where the paper's scale differs (rank only)")
+    return "Legend: " + "; ".join(parts) + "." if parts else None
+
+
 def _epoch_note(used: list[dict], epoch: int | None) -> str | None:
     if epoch is None and not has_epochs(used):
         return None
@@ -129,7 +147,8 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int
         notes.append(text)
     shown = set(df["protocol"])
     cells = [spec.cells] if spec.cells else [
-        PROTOCOLS.get(p).report.footnote for p in PROTOCOLS if p in shown and PROTOCOLS.get(p).report.footnote]
+        cell_note(p, PROTOCOLS.get(p).report.footnote) for p in PROTOCOLS
+        if p in shown and PROTOCOLS.get(p).report.footnote]
     if cells:
         notes.append("Cells: " + "; ".join(cells) + ".")
     ours = set(df.loc[df["_records"] > 0, "model"])
@@ -137,6 +156,8 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int
     if spec.paper and any(paper.paper_dataset(ds) for ds in df["dataset"]):
         notes.append(f"Paper: Hjelm et al., ICLR 2019, camera-ready Table {spec.paper} (the review version's "
                      "numbers differ); Δ = ours − paper (means). Rows the paper lacks follow its rows." + spec.paper_note)
+        if "_delta" in df and (scale := no_delta_note(df)):
+            notes.append(scale)
     elif not spec.paper:
         notes.append("The paper has no counterpart for these protocols: no paper column.")
     notes.append(_seed_note(df))
@@ -154,7 +175,8 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int
         notes.append("Training budget: " + " | ".join(budget) + ".")
 
     for proto in sorted({r["protocol"] for r in used}):
-        cfgs = _group_models([(_cfg_text((r.get("config") or {}).get("protocol_config")),
+        cfgs = _group_models([(_cfg_text((r.get("config") or {}).get("protocol_config"),
+                                         tuple(inert_settings(proto, (r.get("config") or {}).get("protocol_config")))),
                                r.get("display") or r["model"]) for r in used if r["protocol"] == proto])
         text = " | ".join(t + (f" [{', '.join(ms)}]" if len(cfgs) > 1 else "") for t, ms in cfgs)
         notes.append(f"Protocol `{proto}`: {text}.")
@@ -210,6 +232,13 @@ def _columns(df: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
     return out
 
 
+def _paper_width(spec: TableSpec, key: str, has_paper: bool) -> list[str]:
+    """The sub-columns beside ours: paper and Δ, or the paper alone for a column ranked only."""
+    if not has_paper:
+        return []
+    return ["paper", "Δ"] if spec.column(key).delta else ["paper"]
+
+
 def _ours(cell: pd.Series | None, fmt: str, mode_n: int, st: _Style) -> str:
     if cell is None or math.isnan(cell["mean"]):
         return st.dash
@@ -259,10 +288,11 @@ def _grid(df: pd.DataFrame, spec: TableSpec, st: _Style) -> tuple[list[str], lis
             cell = idx.get((ds, lab, key))
             fmt = spec.column(key).fmt
             line.append(_ours(cell, fmt, modes.get((ds, key), 1), st))
-            if has_paper:
-                line += [_paper(cell, fmt, st), _delta(cell, fmt, st)]
+            subs = _paper_width(spec, key, has_paper)
+            if subs:
+                line += [_paper(cell, fmt, st)] + ([_delta(cell, fmt, st)] if len(subs) > 1 else [])
         body.append(line)
-    return labels, [(ds, lab, hp) for ds, _, lab, hp in cols], body
+    return labels, [(ds, lab, tuple(_paper_width(spec, key, hp))) for ds, key, lab, hp in cols], body
 
 
 def table_title(df: pd.DataFrame, spec: TableSpec) -> str:
@@ -282,9 +312,9 @@ def render_markdown(df: pd.DataFrame, spec: TableSpec, notes: list[str], rank: p
     labels, cols, body = _grid(df, spec, MD)
     multi = len({c[0] for c in cols}) > 1
     headers = ["Model"]
-    for ds, lab, hp in cols:
+    for ds, lab, subs in cols:
         name = f"{paper.dataset_title(ds)} {lab}" if multi else lab
-        headers += [name] + ([f"{name} paper", f"{name} Δ"] if hp else [])
+        headers += [name] + [f"{name} {sub}" for sub in subs]
     table = tabulate([[lab] + line for lab, line in zip(labels, body)], headers=headers, tablefmt="github",
                      disable_numparse=True, colalign=["left"] + ["right"] * (len(headers) - 1))
     out = [f"## {table_title(df, spec)}", "", table, "", "Notes:", ""]
@@ -295,7 +325,9 @@ def render_markdown(df: pd.DataFrame, spec: TableSpec, notes: list[str], rank: p
         out += ["", "Rank agreement with the paper (Kendall's τ-b over the models in both):", ""]
         rows = [[r["dataset"], r["column"], r["n_common"],
                  EM_DASH if math.isnan(r["tau"]) else f"{r['tau']:+.3f}",
-                 EM_DASH if math.isnan(r["p_value"]) else f"{r['p_value']:.3g}", r["note"]]
+                 EM_DASH if math.isnan(r["p_value"]) else f"{r['p_value']:.3g}",
+                 "; ".join(t for t in (r["note"], f"‡ not ranked: {r['degenerate_excluded']}"
+                                       if r.get("degenerate_excluded") else "") if t)]
                 for _, r in rank.iterrows()]
         out.append(tabulate(rows, headers=["dataset", "column", "models", "τ", "p", "note"], tablefmt="github",
                             disable_numparse=True))
@@ -331,7 +363,7 @@ def render_latex(df: pd.DataFrame, spec: TableSpec, notes: list[str]) -> str:
     """A booktabs ``table`` float, ready for ``\\input`` (needs ``\\usepackage{booktabs}``)."""
     labels, cols, body = _grid(df, spec, TEX)
     multi = len({c[0] for c in cols}) > 1
-    widths = [3 if hp else 1 for _, _, hp in cols]
+    widths = [1 + len(subs) for _, _, subs in cols]
     n_cols = 1 + sum(widths)
     lines = [f"% {table_title(df, spec)}. Generated by `repeval table` from stored records; do not edit.",
              r"% Needs \usepackage{booktabs}.",
@@ -347,7 +379,7 @@ def render_latex(df: pd.DataFrame, spec: TableSpec, notes: list[str]) -> str:
             start += w
         lines.append(" & " + " & ".join(rf"\multicolumn{{{w}}}{{c}}{{{t}}}" for t, _, w in groups) + r" \\")
         lines.append("".join(rf"\cmidrule(lr){{{s}-{s + w - 1}}}" for _, s, w in groups))
-    any_paper = any(hp for _, _, hp in cols)
+    any_paper = any(subs for _, _, subs in cols)
     if any_paper:
         head, rules, start = [], [], 2
         for (_, lab, hp), w in zip(cols, widths):
@@ -359,8 +391,8 @@ def render_latex(df: pd.DataFrame, spec: TableSpec, notes: list[str]) -> str:
         if rules:
             lines.append("".join(rules))
         sub = []
-        for _, _, hp in cols:
-            sub += ["ours", "paper", r"$\Delta$"] if hp else ["ours"]
+        for _, _, subs in cols:
+            sub += ["ours"] + [r"$\Delta$" if x == "Δ" else x for x in subs]
         lines.append("Model & " + " & ".join(sub) + r" \\")
     else:
         lines.append("Model & " + " & ".join(tex_escape(lab) for _, lab, _ in cols) + r" \\")
