@@ -34,18 +34,18 @@ from ..store.progress import Progress, log
 # Seconds per record per 1,000 training images (quick preset budgets, digits, 2 CPU cores; the
 # medians over models of the committed results/digits records, divided by 1.437 (digits' 1,437 training images).
 COST_PER_1K = {
-    ("knn", "conv"): 0.1, ("knn", "fc"): 0.03, ("knn", "y"): 0.01,
-    ("linear", "conv"): 1.6, ("linear", "fc"): 0.43, ("linear", "y"): 0.16,
-    ("mlp", "conv"): 2.0, ("mlp", "fc"): 0.73, ("mlp", "y"): 0.29,
-    ("svm", "conv"): 1.9, ("svm", "fc"): 0.52, ("svm", "y"): 0.16,
-    ("mine", "y"): 10.1, ("ndm", "y"): 19.2, ("recon", "y"): 2.5,
+    ("knn", "conv"): 0.05, ("knn", "fc"): 0.02, ("knn", "y"): 0.01,
+    ("linear", "conv"): 0.86, ("linear", "fc"): 0.27, ("linear", "y"): 0.1,
+    ("mlp", "conv"): 1.42, ("mlp", "fc"): 0.8, ("mlp", "y"): 0.58,
+    ("svm", "conv"): 0.84, ("svm", "fc"): 0.27, ("svm", "y"): 0.12,
+    ("mine", "y"): 4.47, ("ndm", "y"): 2.57, ("recon", "y"): 1.58,
 }
 COST_DEFAULT_1K = 1.0            # a protocol or tap the table does not know, per record per 1,000 images
 QUICK_BUDGETS = {"mlp": {"epochs": 10}, "svm": {"epochs": 10}, "recon": {"epochs": 2},
                  "mine": {"steps": 1000}, "ndm": {"steps": 1000}}
-TRAIN_PER_1K_EPOCH = 7.0         # seconds per training epoch per 1,000 images (digits median, 2 cores)
-TRAIN_PER_1K_EPOCH_MODEL = {"bigan": 32.5, "ae": 12.4, "aae": 11.7}   # the slow ones, ibid.
-EXTRACT_PER_1K = 1.3             # seconds to extract every tap of 1,000 images (train + test), ibid.
+TRAIN_PER_1K_EPOCH = 4.0         # seconds per training epoch per 1,000 images (digits median, 2 cores)
+TRAIN_PER_1K_EPOCH_MODEL = {"bigan": 16.5, "ae": 5.5, "aae": 7.1}   # the slow ones, ibid.
+EXTRACT_PER_1K = 1.0             # seconds to extract every tap of 1,000 images (train + test), ibid.
 BUDGET_KEYS = ("epochs", "steps")
 COST_MODEL = "cost model"
 

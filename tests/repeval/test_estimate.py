@@ -8,8 +8,9 @@ import re
 import pytest
 
 from repeval.cli import main
-from repeval.engine.estimate import (COST_MODEL, COST_PER_1K, Overall, Owed, Timings, Work, budget_ratio, cost_model,
-                              cost_table, describe, describe_total, estimate, fmt_seconds)
+from repeval.engine.estimate import (COST_MODEL, COST_PER_1K, TRAIN_PER_1K_EPOCH, Overall, Owed, Timings, Work,
+                                     budget_ratio, cost_model, cost_table, describe, describe_total, estimate,
+                                     fmt_seconds)
 from repeval.store.progress import Progress
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -79,7 +80,7 @@ def test_describe_lines_name_their_sources():
     line = describe(estimate(Work("a", (Owed("knn", "y", 1, MLP),) * 3, extracts=1), t), t)
     assert line == "  estimated 14s (extract 2s, protocols 12s; from 1 records in res/digits)"
     mixed = estimate(Work("b", (Owed("knn", "y", 1, MLP),), train_epochs=1, train_images=1000, extracts=1), t)
-    assert "train 7s [cost model]" in describe(mixed, t) and "protocols 4s [from 1 records in res/digits]" in describe(mixed, t)
+    assert f"train {TRAIN_PER_1K_EPOCH:.0f}s [cost model]" in describe(mixed, t) and "protocols 4s [from 1 records in res/digits]" in describe(mixed, t)
     assert describe_total([mixed], t).startswith("estimated total: ") and "and the cost model" in describe_total([mixed], t)
     assert describe_total([], t) == "estimated total: 0s (nothing to compute)"
     assert [fmt_seconds(s) for s in (0.4, 59, 192, 3600 + 5 * 60 + 9)] == ["0s", "59s", "3m12s", "1h05m"]
