@@ -11,8 +11,8 @@ split, images and reconstructions in [-1, 1]:
 - ``mse``: mean squared error per pixel and channel, in the [-1, 1] pixel scale.
 - ``ssim``: single-scale SSIM (Wang et al. 2004) via ``pytorch_msssim.ssim``: Gaussian window
   11x11, sigma 1.5, K = (0.01, 0.03), valid convolution, on images mapped to [0, 1] with
-  data range 1 (equivalently range 2.0 on [-1, 1]). This is the paper-compatible column: the
-  released code computes a single-scale SSIM and calls it MS-SSIM (Hjelm et al. 2019).
+  data range 1 (equivalently range 2.0 on [-1, 1]): the standard metric, shown beside the
+  paper's column without a Δ.
 - ``ms_ssim``: a multi-scale SSIM (Wang et al. 2003) that runs on 32x32 images: ``ms_scales`` = 3
   scales (32, 16, 8 px, 2x2 average pooling between them), Gaussian window ``ms_win`` = 7x7 with
   sigma 1.5 at every scale, contrast-structure terms at scales 1..2 and the full SSIM at scale 3,
@@ -20,8 +20,9 @@ split, images and reconstructions in [-1, 1]:
   to sum to 1: (0.0711, 0.4530, 0.4760). The standard 5-scale 11x11 MS-SSIM needs images larger
   than 160 px (pytorch-msssim asserts it), so it is not reported.
 - ``ssim_released``: the released DIM code's metric reproduced with its bug (:func:`released_ssim`:
-  11x11 window with sigma 11, zero padding 5, [0, 1] constants on [-1, 1] data), for comparison
-  with the paper's column only.
+  11x11 window with sigma 11, zero padding 5, [0, 1] constants on [-1, 1] data): the released
+  code computes this single-scale SSIM and the paper reports it as "MS-SSIM" (Hjelm et al. 2019,
+  Table 4), so Table 4 reads the paper's number and Δ against it (``repeval.report.tables.scales``).
 
 A PNG of the first ``grid_n`` test images (top row) over their reconstructions (bottom row) is
 written to ``<artifact_stem>.png`` (the runner sets results/<dataset>/recon/<model>; :func:`save_grid`).
@@ -143,7 +144,8 @@ REPORT = Reporting(
 
 @register_protocol("recon", ReconConfig, order=30, taps="code", needs_images=True, display="Reconstruction", report=REPORT)
 def recon_protocol(inp: ProtocolInput, cfg: ReconConfig, *, seed: int = 0, device: str = "cpu") -> dict:
-    """Decoder on frozen y; test ``mse``, ``ssim`` (paper-compatible) and ``ms_ssim`` (3 scales)."""
+    """Decoder on frozen y; test ``mse``, ``ssim``, ``ms_ssim`` (3 scales) and ``ssim_released`` (the
+    paper's scale)."""
     if inp.train.images is None or inp.test.images is None:
         raise ProtocolFailure("recon needs images (needs_images=True) but the input has none")
     dev = torch.device(device)
