@@ -61,10 +61,9 @@ def loss_grad(x: torch.Tensor, y: torch.Tensor, w_row: torch.Tensor, W: torch.Te
     """Weighted multinomial cross-entropy + weight_decay / 2 |W|^2, and its gradient.
 
     x (N, D), y (N,) int64, w_row (N,) row weights summing to 1 (0 = row left out), W (C, D), b (C,)
-    -> (loss (), dW (C, D), db (C,)). One pass over ``x``: each chunk of ``chunk`` rows gives its
-    logits and, while it is still in cache, its share G^T X of the weight gradient (the product
-    streams X from memory once per evaluation instead of twice; a skinny C-column product is
-    memory-bound)."""
+    -> (loss (), dW (C, D), db (C,)). One pass over ``x`` in chunks of ``chunk`` rows, each giving
+    its logits and its share G^T X of the weight gradient (no temporaries larger than a chunk;
+    measured as fast as two whole-matrix products on cifar10-jpeg conv features, 2 AVX2 cores)."""
     dW = weight_decay * W
     db = torch.zeros_like(b)
     loss = 0.5 * weight_decay * W.pow(2).sum()
