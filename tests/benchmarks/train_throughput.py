@@ -79,11 +79,13 @@ def native_bf16(device: str) -> bool:
         return False
 
 
-def gemm_rate(units: int, device: str, dtype=torch.float32, reps: int = 3, rows: int = 4096) -> float:
-    """GFLOP/s of the critic's dominant GEMM, (rows x D) @ (D x D), in this process."""
+def gemm_rate(units: int, device: str, dtype=torch.float32, reps: int = 5, rows: int = 4096) -> float:
+    """GFLOP/s of the critic's dominant GEMM, (rows x D) @ (D x D), in this process (best of ``reps``
+    after three warm-up products: the first ones run slower while the cores clock up)."""
     a = torch.randn(rows, units, device=device, dtype=dtype)
     w = torch.randn(units, units, device=device, dtype=dtype)
-    a @ w
+    for _ in range(3):
+        a @ w
     sync(device)
     best = float("inf")
     for _ in range(reps):
