@@ -5,7 +5,7 @@ scikit-learn estimator on the same features (a script, not a test).
     python tests/benchmarks/encoder_eval.py --data npz:../shared/data/cifar10-jpeg   # Random init, curve budgets
     python tests/benchmarks/encoder_eval.py --data digits --preset quick
 
-Prints the CPU (model, ISA: AVX2 / AVX-512 / AVX-512 BF16 / AMX), torch's threads and the load
+Prints the CPU (model, vector ISA: avx2 / avx512f / avx512_bf16), torch's threads and the load
 average before and after, then:
 
 - the GEMM bound: the best of 3 float32 products 2,048 x 2,048 x 2,048 (GFLOP/s), measured first;
@@ -38,21 +38,20 @@ import torch
 
 
 def cpu_line() -> str:
-    """Model name and the ISA extensions that decide float32/bf16 GEMM speed."""
-    model, flags = platform.processor() or "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("?", "x86_64", ""):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    isa = [n for f, n in (("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"),
-                          ("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX-BF16")) if f in flags]
-    return f"{model}; ISA {', '.join(isa) or 'unknown'}; {os.cpu_count()} CPUs, torch {torch.__version__}, " \
+    """Model name, the vector ISA that decides GEMM speed (:func:`repeval.store.provenance.cpu_isa`),
+    cores, torch and its threads."""
+    from repeval.store.provenance import cpu_isa
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
+                 platform.processor() or "?")
+    return f"{model}; ISA {cpu_isa()}; {os.cpu_count()} CPUs, torch {torch.__version__}, " \
            f"{torch.get_num_threads()} threads"
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
 
 
 def gemm_rate(n: int = 2048, reps: int = 5) -> float:
