@@ -98,7 +98,8 @@ def _flag_note(df: pd.DataFrame) -> str | None:
     n = int(df["stale"].sum())
     if n:
         parts.append(f"{STALE} = stale: a record of the cell was computed by an older version of its family or "
-                     f"protocol than the code's now; `repeval run` recomputes it ({n} cell{'s' if n != 1 else ''})")
+                     f"protocol than the code's now; `repeval run --rerun MODEL/PROTOCOL` recomputes it (a plain "
+                     f"run keeps it and says so) ({n} cell{'s' if n != 1 else ''})")
     return "Flags: " + "; ".join(parts) + "." if parts else None
 
 
