@@ -3,7 +3,7 @@
 Decoder (Hjelm et al. 2019): Linear 64 -> 512x4x4 (no bias), BN, ReLU; transposed convs 4x4/2/1 to 256,
 128, 64 channels (each BN, ReLU); conv 3x3 (pad 1) to 3 channels; tanh. Trained with MSE on the
 frozen codes of the training split (Adam ``lr`` 1e-4, betas (0.5, 0.999) as in the paper's
-Appendix A.2, batch 64, last partial batch dropped, seeded order; ``max_train`` > 0 trains on a seeded
+Appendix A, batch 64, last partial batch dropped, seeded order; ``max_train`` > 0 trains on a seeded
 subset of that many images); the codes are standardised per dimension with the whole training
 split's statistics first (an invertible per-dimension map). Metrics on the test
 split, images and reconstructions in [-1, 1]:
@@ -67,7 +67,7 @@ class ReconConfig:
 
 class ReconDecoder(nn.Module):
     """y -> image: Linear to W x (H/8) x (W/8), BN, ReLU, 3 x (deconv, BN, ReLU) halving the channels,
-    conv 3x3, tanh. ``width`` W = 512 is the paper's decoder (512-256-128-64; Hjelm et al. 2019, App. A.2)."""
+    conv 3x3, tanh. ``width`` W = 512 is the paper's decoder (512-256-128-64; Hjelm et al. 2019, App. A)."""
 
     def __init__(self, z_dim: int, out_shape: tuple[int, int, int] = (3, 32, 32), width: int = 512):
         super().__init__()
