@@ -39,7 +39,7 @@ from ..config import ConfigError, TrainConfig, config_hash, make_config, to_dict
 from ..data import Dataset
 from ..estimators.spectrum import spectrum
 from ..plugin.family import Family
-from ..plugin.protocol import ProtocolInput, ProtocolSpec, Split, code_tap
+from ..plugin.protocol import ProtocolFailure, ProtocolInput, ProtocolSpec, Split, code_tap
 from ..plugin.zoo import ModelSpec, encoder_identity, family_sections
 from ..registry import MODELS, PROTOCOLS, did_you_mean
 from ..seeding import derive_seed, generator, seed_everything
@@ -495,54 +495,87 @@ def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, 
     return feats, all(hits)
 
 
+def _groups(tasks: list[Task]) -> list[list[Task]]:
+    """Tasks in calls: a batching protocol's consecutive seeds of one (tap, epoch) share a call."""
+    out: list[list[Task]] = []
+    for t in tasks:
+        prev = out[-1][-1] if out else None
+        if (prev is not None and t.protocol.batch is not None and prev.protocol is t.protocol
+                and (prev.tap, prev.epoch) == (t.tap, t.epoch)):
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
+def _metrics_of(raw: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) or torch.is_tensor(v) else v)
+            for k, v in raw.items()}
+
+
 def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, history: list[dict],
              ds: Dataset, opts: RunOptions, cfg: Resolved, layout: ResultsLayout, summary: RunSummary,
              prog: Progress, timing: dict, on_record: Callable | None = None) -> None:
     """Stage 4: one record per task, written atomically as soon as it is computed (``on_record()``
-    after each, written or not)."""
+    after each, written or not). A protocol registered with ``batch`` computes the seeds of one
+    (tap, epoch) in one call; each of their records carries its share of the call's seconds and
+    ``batched_seeds``, the number of seeds in the call."""
     prov = provenance(opts.device)
     last = plan.epochs[-1]
-    for task in prog.iter(tasks, desc=f"{plan.name} protocols", unit="record"):
-        pspec = task.protocol
-        imgs = pspec.needs_images
-        stem = layout.artifact_stem(pspec.name, plan.name, task.seed, None if task.epoch == last else task.epoch)
-        inp = ProtocolInput(task.tap,
-                            Split(feats["train"][task.tap], ds.y_train, ds.x_train if imgs else None),
-                            Split(feats["test"][task.tap], ds.y_test, ds.x_test if imgs else None),
-                            ds.n_classes, stem)
-        seed_everything(derive_seed(task.seed, pspec.name, task.tap))
-        t1 = time.time()
-        try:
-            metrics = pspec.fn(inp, cfg.protocols[pspec.name], seed=task.seed, device=opts.device)
-            metrics = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) or torch.is_tensor(v)
-                           else v) for k, v in metrics.items()}
-            ok, err = True, None
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # a protocol failure is recorded, the run goes on
-            metrics, ok = {}, False
-            err = f"{type(e).__name__}: {e}"
-            log(f"error: [{plan.name}] {pspec.name} on {task.tap} (seed {task.seed}, epoch {task.epoch}) failed: {err}")
-            summary.failures.append(f"{plan.name}/{pspec.name}/{task.tap}/seed{task.seed}/epoch{task.epoch}: {err}")
-        record = Record(model=plan.name, display=plan.spec.display, dataset=ds.name, protocol=pspec.name,
-                        tap=task.tap, seed=task.seed, epoch=task.epoch, success=ok, metrics=metrics,
-                        config=task.config, config_hash=config_hash(task.config),
-                        encoder_hash=feats["encoder_hash"], error=err, dataset_note=ds.note,
-                        paper_comparable=bool(getattr(ds, "paper_comparable", False)),
-                        preset=opts.preset.name, history=history,
-                        timing_s={"protocol": round(time.time() - t1, 6), **timing},
-                        provenance=prov, spectrum=feats["spectrum"][task.tap],
-                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        written = write_record(layout, task.path, record)
-        if on_record:
-            on_record()
-        if not written:
-            continue
-        if ok:
-            log(f"[{plan.name}] {pspec.name}/{task.tap}/seed{task.seed}/epoch{task.epoch}: "
-                + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
-                + f" ({record.timing_s['protocol']:.0f} s)", opts.quiet)
-        summary.written.append(task.path)
+    with prog.bar(total=len(tasks), desc=f"{plan.name} protocols", unit="record") as bar:
+        for group in _groups(tasks):
+            task, pspec = group[0], group[0].protocol
+            imgs = pspec.needs_images
+            stem = layout.artifact_stem(pspec.name, plan.name, task.seed, None if task.epoch == last else task.epoch)
+            inp = ProtocolInput(task.tap,
+                                Split(feats["train"][task.tap], ds.y_train, ds.x_train if imgs else None),
+                                Split(feats["test"][task.tap], ds.y_test, ds.x_test if imgs else None),
+                                ds.n_classes, stem)
+            seed_everything(derive_seed(task.seed, pspec.name, task.tap))
+            seeds = tuple(t.seed for t in group)
+            t1 = time.time()
+            try:
+                pcfg = cfg.protocols[pspec.name]
+                if pspec.batch is not None:
+                    results = list(pspec.batch(inp, pcfg, seeds=seeds, device=opts.device))
+                    if len(results) != len(seeds):
+                        raise ProtocolFailure(f"{pspec.name}: batch returned {len(results)} results for "
+                                              f"{len(seeds)} seeds")
+                else:
+                    results = [pspec.fn(inp, pcfg, seed=task.seed, device=opts.device)]
+                results, errs = [_metrics_of(r) for r in results], [None] * len(group)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as e:  # a protocol failure is recorded, the run goes on
+                err = f"{type(e).__name__}: {e}"
+                results, errs = [{}] * len(group), [err] * len(group)
+                which = f"seed {task.seed}" if len(group) == 1 else f"seeds {', '.join(map(str, seeds))}"
+                log(f"error: [{plan.name}] {pspec.name} on {task.tap} ({which}, epoch {task.epoch}) failed: {err}")
+                summary.failures += [f"{plan.name}/{pspec.name}/{t.tap}/seed{t.seed}/epoch{t.epoch}: {err}"
+                                     for t in group]
+            seconds = round((time.time() - t1) / len(group), 6)
+            extra = {"batched_seeds": len(group)} if pspec.batch is not None else {}
+            for t, metrics, err in zip(group, results, errs):
+                record = Record(model=plan.name, display=plan.spec.display, dataset=ds.name, protocol=pspec.name,
+                                tap=t.tap, seed=t.seed, epoch=t.epoch, success=err is None, metrics=metrics,
+                                config=t.config, config_hash=config_hash(t.config),
+                                encoder_hash=feats["encoder_hash"], error=err, dataset_note=ds.note,
+                                paper_comparable=bool(getattr(ds, "paper_comparable", False)),
+                                preset=opts.preset.name, history=history,
+                                timing_s={"protocol": seconds, **extra, **timing},
+                                provenance=prov, spectrum=feats["spectrum"][t.tap],
+                                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                written = write_record(layout, t.path, record)
+                bar.update(1)
+                if on_record:
+                    on_record()
+                if not written:
+                    continue
+                if err is None:
+                    log(f"[{plan.name}] {pspec.name}/{t.tap}/seed{t.seed}/epoch{t.epoch}: "
+                        + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+                        + f" ({seconds:.0f} s)", opts.quiet)
+                summary.written.append(t.path)
 
 
 def write_record(layout: ResultsLayout, path: Path, record: Record) -> bool:

@@ -1,8 +1,11 @@
 """The protocol contract: a function of cached features and a frozen config -> dict of numbers.
 
 A protocol is registered with :func:`register_protocol`. The runner calls it once per
-(model, dataset, tap, seed) with a :class:`ProtocolInput` built from the feature cache; images are
-included only for protocols that declare ``needs_images`` (reconstruction, MINE).
+(model, dataset, tap, seed) with a :class:`ProtocolInput` built from the feature cache, or, for a
+protocol registered with ``batch``, once per (model, dataset, tap, epoch) with all the seeds it owes
+(one run computes the seeds together; each seed's numbers must not depend on which other seeds
+share the call, so an interrupted run resumes to the same records). Images are included only for
+protocols that declare ``needs_images`` (reconstruction, MINE).
 """
 from __future__ import annotations
 
@@ -85,7 +88,8 @@ class ProtocolSpec:
     whenever the protocol's code changes what it computes: it is part of every record's identity.
     ``every_epoch``: run at every evaluation epoch of a learning curve (cheap probes), not only at
     the last one. ``report`` says where and how its numbers appear in ``repeval table`` (no report:
-    only in the timing table).
+    only in the timing table). ``batch``: computes several seeds in one call (see the module
+    docstring); ``fn`` stays the one-seed entry point.
     """
 
     name: str
@@ -98,13 +102,17 @@ class ProtocolSpec:
     version: int = 1
     every_epoch: bool = False
     report: Reporting = Reporting()
+    batch: Callable[..., list[dict]] | None = None   # fn(inp, cfg, *, seeds, device) -> one dict per seed
 
 
 def register_protocol(name: str, config_cls: type, *, taps: str = "all", seeds: int = 1,
                       needs_images: bool = False, display: str = "", version: int = 1,
-                      every_epoch: bool = False, report: Reporting | None = None, order: float = DEFAULT_ORDER):
+                      every_epoch: bool = False, report: Reporting | None = None, order: float = DEFAULT_ORDER,
+                      batch: Callable[..., list[dict]] | None = None):
     """Decorator: ``@register_protocol("svm", SVMConfig, seeds=5)`` on ``fn(inp, cfg, *, seed, device)``;
-    ``order``: its position among the protocols (table columns, default --protocols; built-ins 10-70)."""
+    ``order``: its position among the protocols (table columns, default --protocols; built-ins 10-70);
+    ``batch``: ``batch(inp, cfg, *, seeds, device)`` returning one dict per seed, which the runner
+    calls instead of ``fn`` once per (tap, epoch)."""
     if taps not in ("all", "code"):
         raise ValueError(f"taps must be 'all' or 'code', got {taps!r}")
 
@@ -117,7 +125,7 @@ def register_protocol(name: str, config_cls: type, *, taps: str = "all", seeds: 
 
     def deco(fn):
         PROTOCOLS.register(name, ProtocolSpec(name, fn, config_cls, taps, seeds, needs_images, display or name,
-                                              version, every_epoch, rep), order=order)
+                                              version, every_epoch, rep, batch), order=order)
         return fn
     return deco
 

@@ -364,3 +364,59 @@ def test_failing_protocol_writes_record_and_run_continues(tmp_path):
     good = [recs[f"svm/{t}-seed0-epoch0.json"] for t in ("conv", "fc", "y")]
     assert all(r["success"] and r["metrics"]["accuracy"] > 20 for r in good)
     assert len(summary.failures) == 1
+
+
+def test_batched_protocol_one_call_per_tap_and_resume(tmp_path):
+    """A protocol registered with ``batch`` gets all the seeds it owes for a (tap, epoch) in one call;
+    a failure fails every seed of the call; a resumed run asks only for what is missing and writes the
+    same numbers."""
+    from dataclasses import dataclass
+
+    from repeval.data import load_dataset
+    from repeval.engine.presets import PRESETS
+    from repeval.engine.runner import RunOptions, run
+    from repeval.plugin.protocol import register_protocol
+    from repeval.registry import PROTOCOLS
+
+    @dataclass(frozen=True)
+    class SeedsConfig:
+        fail: bool = False
+
+    calls = []
+
+    def per_seed(inp, seed):
+        return {"value": float(inp.train.features[:, 0].sum()) + seed}
+
+    def one(inp, cfg, *, seed, device):
+        return per_seed(inp, seed)
+
+    def many(inp, cfg, *, seeds, device):
+        calls.append((inp.tap, seeds))
+        if cfg.fail:
+            raise ProtocolFailure("boom")
+        return [per_seed(inp, s) for s in seeds]
+
+    register_protocol("test_seeds", SeedsConfig, taps="all", seeds=3, batch=many)(one)
+    try:
+        def go(fail="false", results="r"):
+            opts = RunOptions(models=["random"], protocols=["test_seeds"], preset=PRESETS.get("quick"),
+                              overrides={"train": {"epochs": "0"}, "test_seeds": {"fail": fail}}, workdir=tmp_path / "w",
+                              results=tmp_path / results, quiet=True)
+            return run(opts, load_dataset("digits"))
+        go()
+        assert sorted(calls) == [(t, (0, 1, 2)) for t in ("conv", "fc", "y")]
+        recs = read_records(tmp_path / "r")
+        first = {k: v["metrics"] for k, v in recs.items()}
+        assert len(first) == 9 and all(v["timing_s"]["batched_seeds"] == 3 for v in recs.values())
+        victim = next(p for p in (tmp_path / "r").rglob("fc-seed1-epoch0.json"))
+        victim.unlink()
+        calls.clear()
+        go()
+        assert calls == [("fc", (1,))]
+        assert {k: v["metrics"] for k, v in read_records(tmp_path / "r").items()} == first
+        calls.clear()
+        summary = go(fail="true", results="r2")
+        assert sorted(calls) == [(t, (0, 1, 2)) for t in ("conv", "fc", "y")]
+        assert len(summary.failures) == 9
+    finally:
+        PROTOCOLS.unregister("test_seeds")
