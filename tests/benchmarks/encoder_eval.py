@@ -9,7 +9,8 @@ Prints the CPU (model, vector ISA: avx2 / avx512f / avx512_bf16), torch's thread
 average before and after, then:
 
 - the GEMM bound: the best of 3 float32 products 2,048 x 2,048 x 2,048 (GFLOP/s), measured first;
-- per protocol: seconds for all of its records (taps x seeds, as ``repeval run`` computes them),
+- per protocol: seconds for all of its records (taps x seeds, as ``repeval run`` computes them: a
+  protocol registered with ``batch``, e.g. mlp, computes a tap's seeds in one call),
   the floating-point operations of its matrix products (:func:`gemm_flops`, from the configuration
   and the steps and evaluations its records report), the seconds those would take at the GEMM
   bound, and the fraction of the bound reached (1.0 = every second spent in products at the
@@ -186,6 +187,10 @@ def main() -> int:
             for tap in taps:
                 inp = ProtocolInput(tap, Split(ftr[tap], ds.y_train, ds.x_train if imgs else None),
                                     Split(fte[tap], ds.y_test, ds.x_test if imgs else None), ds.n_classes)
+                if spec.batch is not None:   # as the runner calls it: every seed of the tap in one call
+                    seed_everything(derive_seed(0, spec.name, tap))
+                    out.extend(spec.batch(inp, cfg, seeds=tuple(range(spec.seeds)), device="cpu"))
+                    continue
                 for seed in range(spec.seeds):
                     seed_everything(derive_seed(seed, spec.name, tap))
                     out.append(spec.fn(inp, cfg, seed=seed, device="cpu"))
