@@ -23,3 +23,21 @@ def test_older_versions_are_stale_and_flagged():
     md = render_markdown(df, TABLE1, footnotes(df, old, TABLE1))
     assert "61.00 ± 1.00§" in md and "§ = stale" in md
     assert "§" not in render_markdown(current, TABLE1, footnotes(current, [], TABLE1))
+
+
+def test_a_row_from_two_sets_of_weights_is_flagged_mixed():
+    """An encoder retrained after its checkpoint was lost, then evaluated by one protocol only: the
+    row's records of one (training seed, epoch) name two encoder hashes, and every cell of the row says so."""
+    pv, fv = PROTOCOLS.get("mlp").version, MODELS.get("ae").build.family.version
+    same = [{**_rec(s, pv, fv), "encoder_hash": "aaaa"} for s in range(3)]
+    knn = {**_rec(0, PROTOCOLS.get("knn").version, fv), "protocol": "knn", "encoder_hash": "aaaa"}
+    clean = build_table(same + [knn], TABLE1, "d", models=["ae"])
+    assert not clean["mixed_encoders"].any()
+    mixed = same + [{**knn, "encoder_hash": "bbbb"}]
+    df = build_table(mixed, TABLE1, "d", models=["ae"])
+    assert df.set_index("column").loc["conv", "mixed_encoders"]     # the mlp cell, though its own records agree
+    md = render_markdown(df, TABLE1, footnotes(df, mixed, TABLE1))
+    assert "61.00 ± 1.00¶" in md and "¶ = mixed encoders" in md
+    # another epoch or training seed is another encoder: not mixed
+    other = same + [{**knn, "encoder_hash": "bbbb", "epoch": 2}]
+    assert not build_table(other, TABLE1, "d", models=["ae"])["mixed_encoders"].any()

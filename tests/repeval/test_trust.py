@@ -79,7 +79,8 @@ def test_a_failure_never_replaces_a_successful_record(tmp_path, random_run, caps
 
     def out_of_memory(*a, **k):
         raise MemoryError("cannot allocate 4 TB")
-    monkeypatch.setitem(PROTOCOLS._items, "mlp", replace(spec, fn=out_of_memory))
+    assert spec.batch is not None     # the probe computes its seeds in one call: fail both paths
+    monkeypatch.setitem(PROTOCOLS._items, "mlp", replace(spec, fn=out_of_memory, batch=out_of_memory))
     capsys.readouterr()
     assert main(random_run + ["--rerun", "random/mlp"]) == 1
     assert path.read_bytes() == good

@@ -112,7 +112,7 @@ assert tuple(t.id for t in COLUMN_TABLES) == REPORT_TABLES
 CSV_COLUMNS = ["dataset", "paper_dataset", "table", "row", "display", "model", "column", "column_label",
                "protocol", "tap", "metric", "mean", "std", "n", "seeds", "encoders", "train_seeds", "spread",
                "n_failed", "paper", "paper_std", "delta", "floor", "delta_floor", "epoch", "not_converged",
-               "degenerate", "stale"]
+               "degenerate", "stale", "mixed_encoders"]
 SPREAD_TRAIN, SPREAD_PROBE = "training seeds", "probe seeds"
 FLOOR_MODEL = "random"   # the seeded, untrained shared encoder: the floor every learned row must clear
 
@@ -202,6 +202,22 @@ def stale(rec: dict) -> bool:
     return family is not None and (cfg.get("encoder") or {}).get("version") != family.version
 
 
+def encoder_key(rec: dict) -> tuple:
+    """The trained encoder a record evaluated: (dataset, model, training seed, epoch)."""
+    return rec.get("dataset"), rec["model"], train_seed(rec.get("config") or {}), record_epoch(rec)
+
+
+def mixed_encoders(records: list[dict]) -> set[tuple]:
+    """The encoders (:func:`encoder_key`) whose records name more than one set of weights
+    (``encoder_hash``): e.g. an encoder retrained after its checkpoint was lost, evaluated by some
+    protocols only, so one row would mix two trainings. Their cells are flagged, not averaged apart."""
+    hashes: dict[tuple, set] = defaultdict(set)
+    for r in records:
+        if r.get("encoder_hash"):
+            hashes[encoder_key(r)].add(r["encoder_hash"])
+    return {k for k, h in hashes.items() if len(h) > 1}
+
+
 def configuration(rec: dict) -> str:
     """What a cell's records must share: the record's identity but its probe seed, its tap, the
     encoder's training seed (a seeded initialisation's weights follow from its seed) and the code
@@ -276,7 +292,10 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     a record nor a paper number are dropped. Missing numbers are NaN (rendered as an em dash).
     ``not_converged`` / ``degenerate``: some successful record of the cell says ``converged: false`` /
     ``degenerate: true``; ``stale``: one was computed by an older family or protocol version
-    (:func:`stale`). Several trained encoders of one model (training seeds): :func:`cell_stats`."""
+    (:func:`stale`); ``mixed_encoders``: the row's records of one training seed and epoch come from
+    more than one set of weights (:func:`mixed_encoders`, over every protocol's records). Several trained
+    encoders of one model (training seeds): :func:`cell_stats`."""
+    mixed = mixed_encoders([r for r in records if r.get("dataset", dataset) == dataset])
     by_row: dict[tuple[str, str], list[dict]] = defaultdict(list)   # (model, tap or "") -> records
     for r in at_epoch([r for r in records if r.get("dataset", dataset) == dataset], epoch, spec.protocols):
         if models is None or r["model"] in models:
@@ -320,7 +339,8 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 "epoch": " ".join(map(str, epochs)),
                 "not_converged": any(record_flag(r, "converged") is False for r in ok),
                 "degenerate": any(record_flag(r, "degenerate") is True for r in ok),
-                "stale": any(stale(r) for r in ok)})
+                "stale": any(stale(r) for r in ok),
+                "mixed_encoders": any(encoder_key(r) in mixed for r in sel)})
     df = pd.DataFrame(out, columns=CSV_COLUMNS + ["_records", "_disp", "_fmt", "_left_out", "_delta"])
     if df.empty:
         return df

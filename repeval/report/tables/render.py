@@ -100,6 +100,11 @@ def _flag_note(df: pd.DataFrame) -> str | None:
         parts.append(f"{STALE} = stale: a record of the cell was computed by an older version of its family or "
                      f"protocol than the code's now; `repeval run --rerun MODEL/PROTOCOL` recomputes it (a plain "
                      f"run keeps it and says so) ({n} cell{'s' if n != 1 else ''})")
+    n = int(df["mixed_encoders"].sum())
+    if n:
+        parts.append(f"{MIXED} = mixed encoders: the row's records of one training seed and epoch were computed on "
+                     f"more than one set of weights (e.g. a retrained encoder evaluated by some protocols only); "
+                     f"`repeval run --rerun MODEL` recomputes the row ({n} cell{'s' if n != 1 else ''})")
     return "Flags: " + "; ".join(parts) + "." if parts else None
 
 
@@ -115,6 +120,8 @@ def flag_legend(df: pd.DataFrame) -> str | None:
                      "left out of τ and the significance counts)")
     if df["stale"].any():
         parts.append(f"{STALE} stale (computed by an older family or protocol version)")
+    if df["mixed_encoders"].any():
+        parts.append(f"{MIXED} mixed encoders (the row's records come from more than one set of weights)")
     if "_delta" in df and ((df["_delta"] == False) & df["paper"].notna()).any():   # noqa: E712
         parts.append("no Δ where the paper's scale differs (rank only)")
     return "Legend: " + "; ".join(parts) + "." if parts else None
@@ -207,7 +214,8 @@ def footnotes(df: pd.DataFrame, records: list[dict], spec: TableSpec, epoch: int
 
 # ---------------------------------------------------------------------------------------------- render
 
-NOT_CONVERGED, DEGENERATE, STALE = "†", "‡", "§"
+NOT_CONVERGED, DEGENERATE, STALE, MIXED = "†", "‡", "§", "¶"
+FLAGS = ("not_converged", "degenerate", "stale", "mixed_encoders")   # the marks' cell columns, in order
 
 
 @dataclass(frozen=True)
@@ -215,14 +223,14 @@ class _Style:
     dash: str
     pm: str
     wrap: str                       # format string for a number cell, {} = content
-    marks: tuple[str, str, str]     # not converged, degenerate, stale
+    marks: tuple[str, str, str, str]    # FLAGS' marks
     sup: str                        # format string for a superscript, {} = its items joined by sep
     sep: str
     marks_in_sup: bool              # TeX: one superscript holds the marks and n
 
 
-MD = _Style(EM_DASH, " ± ", "{}", (NOT_CONVERGED, DEGENERATE, STALE), " <sup>{}</sup>", ", ", False)
-TEX = _Style("---", r" \pm ", "${}$", (r"\dagger", r"\ddagger", r"\S"), "^{{{}}}", ",", True)
+MD = _Style(EM_DASH, " ± ", "{}", (NOT_CONVERGED, DEGENERATE, STALE, MIXED), " <sup>{}</sup>", ", ", False)
+TEX = _Style("---", r" \pm ", "${}$", (r"\dagger", r"\ddagger", r"\S", r"\P"), "^{{{}}}", ",", True)
 
 
 def _columns(df: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
@@ -246,7 +254,7 @@ def _ours(cell: pd.Series | None, fmt: str, mode_n: int, st: _Style) -> str:
     s = f"{cell['mean']:{fmt}}"
     if cell["n"] > 1:
         s += f"{st.pm}{cell['std']:{fmt}}"
-    marks = [m for m, on in zip(st.marks, (cell["not_converged"], cell["degenerate"], cell["stale"])) if on]
+    marks = [m for m, key in zip(st.marks, FLAGS) if cell[key]]
     sup = [f"n={cell['n']}"] if cell["n"] != mode_n else []
     if st.marks_in_sup:
         sup = marks + sup

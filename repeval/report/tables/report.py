@@ -25,7 +25,7 @@ from ...engine.presets import PRESETS
 from ...registry import PROTOCOLS
 from . import diagnosis
 from .build import EM_DASH, FLOOR_MODEL, _order_key, at_epoch, record_epoch, record_flag
-from .render import flag_legend, render_markdown
+from .render import FLAGS, MD, flag_legend, render_markdown
 
 TEMPLATES = "templates"
 REPORT_MD, REPORT_HTML = "REPORT.md", "index.html"
@@ -197,8 +197,7 @@ class Facts:
             return EM_DASH
         fmt = fmt or row["_fmt"]
         s = num(row["mean"], fmt) + (f" ± {num(row['std'], fmt)}" if row["n"] > 1 and not _nan(row["std"]) else "")
-        return s + ("†" if row["not_converged"] else "") + ("‡" if row["degenerate"] else "") + (
-            "§" if row["stale"] else "")
+        return s + "".join(m for m, key in zip(MD.marks, FLAGS) if row[key])
 
     def columns(self, table: str) -> list[str]:
         df = self.frames.get(f"table{table}")
