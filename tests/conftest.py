@@ -3,7 +3,7 @@
 The tests mirror the source tree: tests/repeval/ for the engine (repeval/), tests/models/ for the encoder
 families (models/, installed as repeval.models), tests/protocols/ for the protocols (protocols/).
 """
-import repeval  # first: it sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP (4x less CPU on shared cores)
+import repeval  # first: it sets OpenMP's wait policy before torch loads OpenMP (repeval.runtime)
 import pytest
 import torch
 

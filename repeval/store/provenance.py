@@ -64,7 +64,7 @@ def cpu_isa() -> str:
 
 def runtime() -> dict:
     """The execution choices that can change speed (and float rounding): threads, OpenMP's wait
-    policy and who set it, the DIM critics' GEMM path (:func:`repeval.estimators.critics.default_gemm`)."""
+    policy and spin count and who set them (:mod:`repeval.runtime`), the DIM critics' GEMM path (:func:`repeval.estimators.critics.default_gemm`)."""
     import os
 
     import torch
@@ -73,6 +73,7 @@ def runtime() -> dict:
     from ..runtime import OMP_WAIT_POLICY_FROM_USER
     return {"torch_threads": torch.get_num_threads(), "cpu_isa": cpu_isa(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", ""),
             "omp_wait_policy_set_by": "user" if OMP_WAIT_POLICY_FROM_USER else "repeval",
             "critic_gemm": default_gemm()}
 
