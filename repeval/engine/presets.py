@@ -45,7 +45,8 @@ _add(Preset(
      "knn": {"k": (20, 200)},
      "linear": {"weight_decays": (1e-4, 1e-2), "max_iter": 100}}))
 
-# Protocol budgets for cifar10-size data, shared by the cpu and curve presets.
+# Protocol budgets for cifar10-size data, shared by the cpu and curve presets. Their dataset is CIFAR-10
+# (torchvision's files; --download fetches them); any other 32x32 copy runs with --dataset npz:DIR.
 CIFAR_PROTOCOLS = {
     "mlp": {"epochs": 10},
     "svm": {"epochs": 10, "max_cycles": 3, "tol": 2e-3},
@@ -58,7 +59,7 @@ CIFAR_PROTOCOLS = {
 _add(Preset(
     "cpu", "cifar10-size data: the whole zoo and every protocol after one training epoch, in the "
     "background on 2 CPU cores",
-    "npz:../shared/data/cifar10-jpeg",
+    "cifar10",
     {"train": {"epochs": 1, "precision": "fp32"}, "dim": {"critic_units": 1024}, **CIFAR_PROTOCOLS}))
 
 # Every row of the paper's Tables 1 and 4 (the whole zoo; `repeval run --preset curve` without --models).
@@ -70,7 +71,7 @@ _add(Preset(
     "(fp32, 1024-unit critics), the probes at epochs 1, 3, 6 and 10, every protocol at 10; several "
     "stretches of background compute, resumable (models: " + ", ".join(CURVE_MODELS) + "; extra training "
     "seeds: --train-seeds 1,2 --set train.eval_epochs=10)",
-    "npz:../shared/data/cifar10-jpeg",
+    "cifar10",
     {"train": {"epochs": 10, "eval_epochs": (1, 3, 6, 10), "precision": "fp32"}, "dim": {"critic_units": 1024},
      **CIFAR_PROTOCOLS}))
 

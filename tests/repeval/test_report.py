@@ -237,3 +237,18 @@ def test_index_html_in_a_real_browser(results, tmp_path):
     assert shot.exists() and shot.stat().st_size > 10_000
     img = plt.imread(shot)
     assert img.shape[0] >= 2000 and img[..., :3].std() > 0.02          # a page was drawn, not a blank one
+
+
+def test_the_reproduce_command_names_the_dataset_when_it_is_not_the_presets():
+    import pandas as pd
+
+    from repeval.report.tables.report import Facts
+
+    def facts(ds, preset):
+        empty = pd.DataFrame()
+        return Facts([{"model": "ae", "dataset": ds, "preset": preset, "epoch": 0}], ds, {}, {}, empty, empty, empty,
+                     empty, None, {}, Path("."))
+    assert facts("digits", "quick").dataset_arg == ""              # the preset's own dataset
+    assert facts("cifar10", "curve").dataset_arg == ""
+    assert facts("cifar100", "curve").dataset_arg == "cifar100"    # a built-in reader, named
+    assert facts("cifar10-jpeg", "curve").dataset_arg == "npz:DIR"  # a copy read from a folder

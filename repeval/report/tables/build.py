@@ -295,9 +295,10 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
     (:func:`stale`); ``mixed_encoders``: the row's records of one training seed and epoch come from
     more than one set of weights (:func:`mixed_encoders`, over every protocol's records). Several trained
     encoders of one model (training seeds): :func:`cell_stats`."""
-    mixed = mixed_encoders([r for r in records if r.get("dataset", dataset) == dataset])
+    records = [r for r in records if r.get("dataset", dataset) == dataset]
+    mixed = mixed_encoders(records)
     by_row: dict[tuple[str, str], list[dict]] = defaultdict(list)   # (model, tap or "") -> records
-    for r in at_epoch([r for r in records if r.get("dataset", dataset) == dataset], epoch, spec.protocols):
+    for r in at_epoch(records, epoch, spec.protocols):
         if models is None or r["model"] in models:
             by_row[r["model"], r.get("tap", "") if spec.per_tap else ""].append(r)
     # a model whose records fill none of this table's columns (e.g. a backbone's layer3 in Table 1) has

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
+from ...data import dataset_names
 from ...engine.presets import PRESETS
 from ...registry import PROTOCOLS
 from . import diagnosis
@@ -128,6 +129,15 @@ class Facts:
     @property
     def presets(self) -> list[str]:
         return sorted({str(r.get("preset")) for r in self.records if r.get("preset")})
+
+    @property
+    def dataset_arg(self) -> str:
+        """``repeval run --dataset`` to reproduce the records: empty when it is the preset's own, the
+        dataset's name when it is a built-in reader, else ``npz:DIR`` (a copy read from a folder)."""
+        preset = PRESETS.get(self.presets[0]) if self.presets and self.presets[0] in PRESETS else None
+        if preset is not None and preset.dataset == self.ds:
+            return ""
+        return self.ds if self.ds in dataset_names() else "npz:DIR"
 
     # -- models
     def name(self, m: str) -> str:
