@@ -27,7 +27,7 @@ TINY = Preset("quick", "README test budgets", "digits", {
     "mlp": {"epochs": 2},
     "svm": {"epochs": 1, "min_steps": 1, "c_grid": (0.1,), "max_cycles": 1},
     "recon": {"epochs": 1, "width": 16, "max_train": 128},
-    "mine": {"steps": 20, "min_steps": 10, "eval_every": 10, "patience": 1, "batch_size": 64,
+    "mine": {"steps": 40, "eval_every": 5, "batch_size": 64,
              "conv_channels": (8, 8, 8), "max_train": 256, "max_eval": 256},
     "ndm": {"steps": 20, "min_steps": 10, "eval_every": 10, "patience": 1, "batch_size": 64, "max_eval": 256},
     "knn": {"k": (5, 20)},

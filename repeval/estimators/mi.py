@@ -14,7 +14,8 @@ critic-fitting loop with its stop rule. References:
   (Cover & Thomas, Sec. 2.8; Kraskov et al. 2004), so each dimension may be mapped to normal scores
   Phi^-1(F_n(x)) of its training empirical CDF F_n before the critic sees it.
 - Stop rule: early stopping on a held-out (validation) value of the bound, best state kept
-  (Prechelt 1998, "Early stopping - but when?").
+  (Prechelt 1998, "Early stopping - but when?"); or a fixed budget with a cosine learning-rate decay
+  (Loshchilov & Hutter 2017) and a plateau test on the validation curve's last quarter.
 """
 from __future__ import annotations
 
@@ -232,7 +233,12 @@ class StopRule:
     ``converged``), but not before ``min_steps`` (a critic's bound is often flat before it starts
     to learn); never run more than ``max_steps``. When ``lr_final`` is below the starting
     learning rate, a plateau first divides the rate by 10 (not below ``lr_final``), restores the best
-    state and resets the patience; only a plateau at the floor stops the run."""
+    state and resets the patience; only a plateau at the floor stops the run.
+
+    ``schedule="cosine"`` is a fixed budget instead: the learning rate decays from its start to
+    ``lr_final`` along a half cosine over ``max_steps`` (Loshchilov & Hutter 2017, without restarts),
+    patience never stops the run, and ``converged`` is the plateau test :func:`late_gain` on the
+    validation curve (a single noisy evaluation can neither stop the run nor call it converged)."""
 
     max_steps: int
     eval_every: int
@@ -240,6 +246,10 @@ class StopRule:
     min_delta: float = 0.0
     lr_final: float = 0.0
     min_steps: int = 0
+    schedule: str = "constant"
+
+
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -249,6 +259,27 @@ class FitResult:
     best_value: float          # best held-out (validation) bound seen, nats
     best_step: int
     history: list[tuple[int, float]]
+    late_gain: float = math.nan   # cosine schedule: :func:`late_gain`'s gain (nats)
+
+
+def late_gain(history: list[tuple[int, float]], min_delta: float) -> tuple[float, bool]:
+    """Is the validation curve still rising at the end of a fixed budget?
+
+    Compares the mean of the evaluations in the last quarter of the steps with the mean of those in
+    the quarter before: ``gain`` = mean(Q4) - mean(Q3). The curve has levelled off (``converged``)
+    when the gain is at most max(``min_delta``, 2 standard errors of the difference), i.e. no rise
+    that the evaluation noise does not explain. Fewer than two finite evaluations in either quarter:
+    (nan, False)."""
+    if not history:
+        return math.nan, False
+    end = history[-1][0]
+    q3 = [v for s, v in history if end / 2 < s <= 3 * end / 4 and math.isfinite(v)]
+    q4 = [v for s, v in history if s > 3 * end / 4 and math.isfinite(v)]
+    if len(q3) < 2 or len(q4) < 2:
+        return math.nan, False
+    gain = float(np.mean(q4) - np.mean(q3))
+    se = math.sqrt(np.var(q3, ddof=1) / len(q3) + np.var(q4, ddof=1) / len(q4))
+    return gain, gain <= max(min_delta, 2 * se)
 
 
 def fit_with_stop_rule(net: nn.Module, opt: torch.optim.Optimizer, step_loss: Callable[[int], torch.Tensor],
@@ -257,12 +288,19 @@ def fit_with_stop_rule(net: nn.Module, opt: torch.optim.Optimizer, step_loss: Ca
     into ``net`` at the end. ``val_bound()`` evaluates the held-out bound of the current ``net``
     (it must leave ``net`` in train mode). A non-finite loss raises :class:`ProtocolFailure` naming
     ``what`` and the step."""
+    if rule.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {rule.schedule!r}; valid: {', '.join(SCHEDULES)}")
+    cosine = rule.schedule == "cosine"
     best, best_step, bad = -math.inf, 0, 0
     best_state = copy.deepcopy(net.state_dict())
     history: list[tuple[int, float]] = []
-    lr = opt.param_groups[0]["lr"]
+    lr = lr0 = opt.param_groups[0]["lr"]
     converged, step = False, 0
     for step in range(1, rule.max_steps + 1):
+        if cosine:
+            lr = rule.lr_final + (lr0 - rule.lr_final) * 0.5 * (1 + math.cos(math.pi * (step - 1) / rule.max_steps))
+            for group in opt.param_groups:
+                group["lr"] = lr
         loss = step_loss(step)
         if not torch.isfinite(loss):
             raise ProtocolFailure(f"{what} diverged: non-finite loss {float(loss.detach())} at step "
@@ -280,18 +318,22 @@ def fit_with_stop_rule(net: nn.Module, opt: torch.optim.Optimizer, step_loss: Ca
             best_state = copy.deepcopy(net.state_dict())
         else:
             bad += 1
-        if bad >= rule.patience and step >= rule.min_steps:
-            if 0 < rule.lr_final < lr * (1 - 1e-9):
-                lr = max(lr / 10, rule.lr_final)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                net.load_state_dict(best_state)
-                bad = 0
-                continue
-            converged = True
-            break
+        if cosine or bad < rule.patience or step < rule.min_steps:
+            continue
+        if 0 < rule.lr_final < lr * (1 - 1e-9):
+            lr = max(lr / 10, rule.lr_final)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            net.load_state_dict(best_state)
+            bad = 0
+            continue
+        converged = True
+        break
     net.load_state_dict(best_state)
-    return FitResult(step, converged, best, best_step, history)
+    gain = math.nan
+    if cosine:
+        gain, converged = late_gain(history, rule.min_delta)
+    return FitResult(step, converged, best, best_step, history, gain)
 
 
 def plateau_flags(history: list[tuple[int, float]]) -> dict[str, float]:
@@ -411,12 +453,14 @@ def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor
     2. A seeded ``val_fraction`` of the training pairs (at most ``max_val``) is held back; T trains on
        the rest with ``cfg.estimator``'s minibatch objective (:func:`critic_loss`; negatives pair the
        batch's x with the y of an independent batch) under the stop rule (:func:`fit_with_stop_rule`:
-       the validation bound every ``eval_every`` steps, ``patience``, cap ``steps``, best state kept).
+       the validation bound every ``eval_every`` steps, ``patience`` or the cosine budget
+       ``cfg.schedule``, cap ``steps``, best state kept).
     3. The best T is evaluated on the test pairs (``bound``, ``stderr``) and on as many training pairs
        (``bound_train``: a large gap = overfitting).
 
     Returns ``bound``, ``stderr``, ``bound_train``, ``val_best``, ``steps_used``, ``converged``
-    (1.0 = stopped by patience, 0.0 = reached the cap), ``diverged`` (:func:`plateau_flags`).
+    (constant schedule: 1.0 = stopped by patience, 0.0 = reached the cap; cosine: the plateau test),
+    ``late_gain`` (cosine: :func:`late_gain`; else nan), ``diverged`` (:func:`plateau_flags`).
     """
     if cfg.estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {cfg.estimator!r}; valid: {', '.join(ESTIMATORS)}")
@@ -462,7 +506,7 @@ def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor
     def val_bound() -> float:
         return critic_value(cfg.estimator, net, x_val, y_val, perms=val_perms, block=bs)[0]
 
-    rule = StopRule(cfg.steps, cfg.eval_every, cfg.patience, cfg.min_delta, cfg.lr_final, cfg.min_steps)
+    rule = StopRule(cfg.steps, cfg.eval_every, cfg.patience, cfg.min_delta, cfg.lr_final, cfg.min_steps, cfg.schedule)
     fit_res = fit_with_stop_rule(net, opt, step_loss, val_bound, rule, what=f"MINE ({cfg.estimator})")
     m = x_te.shape[0]
     te_perms = [torch.randperm(m, generator=g).to(dev) for _ in range(cfg.eval_shuffles)]
@@ -474,7 +518,7 @@ def mine_fit_evaluate(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor
         raise ProtocolFailure(f"MINE estimate is not finite (held-out {bound}, train {bound_train})")
     return {"bound": bound, "stderr": stderr, "bound_train": bound_train, "val_best": fit_res.best_value,
             "steps_used": float(fit_res.steps_used), "converged": float(fit_res.converged),
-            **plateau_flags(fit_res.history)}
+            "late_gain": fit_res.late_gain, **plateau_flags(fit_res.history)}
 
 
 # ----------------------------------------------------------------------------- NDM: fit and score

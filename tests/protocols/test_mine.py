@@ -119,11 +119,34 @@ def test_mine_protocol_on_images_reports_diagnostics():
     img = torch.rand(96, 3, 16, 16, generator=g) * 2 - 1
     codes = img.mean((2, 3)) + 0.1 * torch.randn(96, 3, generator=g)
     inp = code_input(codes[:64], codes[64:], img[:64], img[64:])
-    cfg = MINEConfig(steps=20, min_steps=0, batch_size=32, hidden=32, x_features=16, eval_every=5)
+    cfg = MINEConfig(steps=20, batch_size=32, hidden=32, x_features=16, eval_every=2)
     r = mine_protocol(inp, cfg, seed=0)
-    assert set(r) >= {"mi", "mi_bound", "mi_stderr", "negative_bound", "mi_train", "steps_used", "converged"}
+    assert set(r) >= {"mi", "mi_bound", "mi_stderr", "negative_bound", "mi_train", "steps_used", "converged",
+                      "late_gain"}
     assert r == mine_protocol(inp, cfg, seed=0)
     assert all(np.isfinite(v) for v in r.values()) and r["converged"] in (0.0, 1.0)
+    assert r["steps_used"] == 20                                      # a fixed budget: patience stops nothing
+
+
+def test_mine_cosine_budget_flags_a_curve_still_rising():
+    """The default schedule runs its whole budget; ``converged`` reads the validation curve's last
+    quarter: 1.66 nats are far from reached in 80 steps (still rising), nothing to learn is flat."""
+    opts = dict(hidden=32, x_features=16, batch_size=128, eval_every=10, transform="none")
+    x, y = gaussian_pairs(2000, 2, 0.9, seed=2)
+    rising = estimate_mi_details(x, y, seed=0, schedule="cosine", steps=80, lr=1e-3, lr_final=1e-3 / 2, **opts)
+    assert rising["converged"] == 0.0 and rising["steps_used"] == 80
+    x, y = gaussian_pairs(2000, 2, 0.0, seed=1)
+    flat = estimate_mi_details(x, y, seed=0, schedule="cosine", steps=400, lr=5e-3, lr_final=0.0, **opts)
+    assert flat["converged"] == 1.0 and flat["steps_used"] == 400
+
+
+def test_mine_cosine_config_is_checked():
+    with pytest.raises(ValueError, match="cosine schedule needs"):
+        MINEConfig(steps=100, eval_every=50)
+    with pytest.raises(ValueError, match="cosine schedule needs"):
+        MINEConfig(lr=1e-3, lr_final=1e-2)
+    with pytest.raises(ValueError, match="mine.schedule must be one of constant, cosine"):
+        MINEConfig(schedule="linear")
 
 
 def test_mine_divergence_raises_protocol_failure():

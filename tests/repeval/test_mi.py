@@ -14,7 +14,7 @@ import torch
 from scipy.special import ndtri
 
 from repeval.estimators.mi import (StatisticsNetwork, StopRule, bound_terms, copula_apply, copula_fit, fit_with_stop_rule,
-                        infonce_terms, shuffle_columns, transform_columns)
+                        infonce_terms, late_gain, shuffle_columns, transform_columns)
 from repeval.seeding import generator
 
 
@@ -92,6 +92,41 @@ def test_stop_rule_lr_drop_before_final_stop():
     vals = [1.0, 0.9, 0.9, 1.2, 1.1, 1.1, 1.1] + [0.0] * 50
     res, net = scripted_fit(vals, StopRule(max_steps=1000, eval_every=10, patience=2, lr_final=0.1))
     assert res.converged and res.steps_used == 60 and res.best_step == 40   # 1.2 came after the drop
+
+
+def test_cosine_schedule_runs_the_budget_decays_lr_and_keeps_best_state():
+    vals = [0.1, 0.5, 0.9, 0.95, 0.7, 0.6, 0.95, 0.5, 0.6, 0.55, 0.6, 0.58]
+    torch.manual_seed(0)
+    net = torch.nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    w0, lrs, it = net.weight.item(), [], iter(vals)
+
+    def loss(step):
+        lrs.append(opt.param_groups[0]["lr"])
+        return -net.weight.sum()
+    res = fit_with_stop_rule(net, opt, loss, lambda: next(it),
+                             StopRule(max_steps=120, eval_every=10, patience=1, lr_final=0.0, schedule="cosine"),
+                             what="test")
+    assert res.steps_used == 120 and res.best_step == 40 and res.best_value == 0.95   # patience stopped nothing
+    assert lrs[0] == 1.0 and lrs[60] == pytest.approx(0.5) and lrs[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 119 / 120)))
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert net.weight.item() == pytest.approx(w0 + sum(lrs[:40]))          # the state after step 40 is back
+    # last quarter (steps 100-120) against the one before (70-90): lower, so levelled off
+    assert res.converged and res.late_gain == pytest.approx(np.mean([0.55, 0.6, 0.58]) - np.mean([0.95, 0.5, 0.6]))
+
+
+def test_late_gain_tells_a_rising_curve_from_a_noisy_plateau():
+    g = np.random.default_rng(0)
+    steps = range(50, 2050, 50)
+    rising = [(s, 1.0 + s / 1000 + 0.05 * g.standard_normal()) for s in steps]
+    plateau = [(s, 3.0 + 0.5 * g.standard_normal()) for s in steps]           # +-0.5 nats of noise, no trend
+    gain, ok = late_gain(rising, 0.02)
+    assert gain == pytest.approx(0.5, abs=0.1) and not ok
+    gain, ok = late_gain(plateau, 0.02)
+    assert abs(gain) < 0.6 and ok
+    assert late_gain([(s, 1.0) for s in (10, 20, 30)], 0.02) == (pytest.approx(math.nan, nan_ok=True), False)
+    with pytest.raises(ValueError, match="unknown schedule 'linear'; valid: constant, cosine"):
+        scripted_fit([1.0], StopRule(max_steps=10, eval_every=5, patience=1, schedule="linear"))
 
 
 @pytest.mark.parametrize("y_features", [0, 8])
