@@ -29,7 +29,7 @@ TINY = Preset("quick", "README test budgets", "digits", {
     "recon": {"epochs": 1, "width": 16, "max_train": 128},
     "mine": {"steps": 40, "eval_every": 5, "batch_size": 64,
              "conv_channels": (8, 8, 8), "max_train": 256, "max_eval": 256},
-    "ndm": {"steps": 20, "min_steps": 10, "eval_every": 10, "patience": 1, "batch_size": 64, "max_eval": 256},
+    "ndm": {"steps": 40, "eval_every": 5, "batch_size": 64, "max_eval": 256},
     "knn": {"k": (5, 20)},
     "linear": {"weight_decays": (1e-2,), "max_iter": 10}})
 

@@ -39,8 +39,7 @@ _add(Preset(
      "svm": {"epochs": 10, "min_steps": 20, "c_grid": (0.01, 0.1, 1.0), "max_cycles": 3},
      "recon": {"epochs": 2, "width": 64, "lr": 1e-3},
      "mine": {"steps": 300, "eval_every": 25, "batch_size": 64, "conv_channels": (16, 32, 64)},
-     "ndm": {"steps": 1000, "min_steps": 50, "eval_every": 25, "patience": 3, "batch_size": 256,
-             "hidden": (256, 64)},
+     "ndm": {"steps": 300, "eval_every": 25, "batch_size": 256, "hidden": (256, 64)},
      "knn": {"k": (20, 200)},
      "linear": {"weight_decays": (1e-4, 1e-2), "max_iter": 100}}))
 

@@ -413,6 +413,8 @@ class FitOptions(Protocol):
     eval_every: int
     patience: int
     min_delta: float
+    lr_final: float
+    schedule: str
     val_fraction: float
     max_val: int
     max_eval: int
@@ -422,7 +424,6 @@ class MINEOptions(FitOptions, Protocol):
     """The options of :func:`mine_fit_evaluate`; :class:`repeval.protocols.mine.MINEConfig` is one."""
     estimator: str
     transform: str
-    lr_final: float
     ema_rate: float
     hidden: int
     layers: int
@@ -547,10 +548,11 @@ def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg: NDMOptions, *, se
     (:func:`repeval.estimators.bounds.kl_bound`) with a fresh shuffle of a ``batch_size`` batch each step;
     the value is the DV estimate on held-out rows. With ``standardize`` both splits are z-scored with
     the training statistics first. A seeded ``val_fraction`` of ``z_tr`` (at most ``max_val`` rows)
-    drives the stop rule (:func:`fit_with_stop_rule`, DV value on fixed shuffles, best state kept).
+    drives the stop rule or the cosine budget (``cfg.schedule``; :func:`fit_with_stop_rule`, DV value on
+    fixed shuffles, best state kept).
 
     Returns ``bound`` (held-out DV value, nats), ``stderr``, ``bound_train``, ``val_best``,
-    ``steps_used``, ``converged``, ``diverged`` as in :func:`mine_fit_evaluate`.
+    ``steps_used``, ``converged``, ``late_gain``, ``diverged`` as in :func:`mine_fit_evaluate`.
     """
     dev = torch.device(device)
     g = generator(derive_seed(seed, "ndm-split"))
@@ -575,7 +577,8 @@ def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg: NDMOptions, *, se
         zb = z_fit if bs == n_fit else z_fit[torch.randperm(n_fit, generator=g_batch)[:bs].to(dev)]
         return -kl_bound(critic(zb).squeeze(1), critic(shuffle_columns(zb, g_batch)).squeeze(1))
 
-    rule = StopRule(cfg.steps, cfg.eval_every, cfg.patience, cfg.min_delta, min_steps=cfg.min_steps)
+    rule = StopRule(cfg.steps, cfg.eval_every, cfg.patience, cfg.min_delta, min_steps=cfg.min_steps,
+                    lr_final=cfg.lr_final if cfg.schedule == "cosine" else 0.0, schedule=cfg.schedule)
     fit_res = fit_with_stop_rule(critic, opt, step_loss, lambda: dependence_value(critic, z_val, val_q)[0], rule,
                                  what="NDM critic")
     bound, stderr = dependence_value(critic, z_te, [shuffle_columns(z_te, g) for _ in range(cfg.eval_shuffles)])
@@ -585,4 +588,4 @@ def ndm_fit_score(z_tr: torch.Tensor, z_te: torch.Tensor, cfg: NDMOptions, *, se
         raise ProtocolFailure(f"NDM estimate is not finite ({bound})")
     return {"bound": bound, "stderr": stderr, "bound_train": bound_train, "val_best": fit_res.best_value,
             "steps_used": float(fit_res.steps_used), "converged": float(fit_res.converged),
-            **plateau_flags(fit_res.history)}
+            "late_gain": fit_res.late_gain, **plateau_flags(fit_res.history)}

@@ -3,6 +3,7 @@ deterministic; the z-scored and the raw (paper's) scale."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from repeval.protocols.ndm import NDMConfig, ndm_protocol, neural_dependency, neural_dependency_details
@@ -34,6 +35,15 @@ def test_ndm_protocol_reports_zscored_and_raw_scale():
     z-scored ``ndm`` sees it; ``ndm_raw`` (the paper's scale, no z-scores) reads much less."""
     z = torch.from_numpy(correlated_code(3000, 8, seed=12, scale=0.01))
     inp = code_input(z[:2000], z[2000:])
-    r = ndm_protocol(inp, NDMConfig(**NDM_FAST), seed=0)
-    assert {"ndm", "ndm_raw", "ndm_stderr", "ndm_raw_stderr", "ndm_converged", "ndm_raw_converged"} <= set(r)
+    r = ndm_protocol(inp, NDMConfig(steps=1000, **NDM_FAST), seed=0)
+    assert {"ndm", "ndm_raw", "ndm_stderr", "ndm_raw_stderr", "ndm_converged", "ndm_raw_converged",
+            "ndm_late_gain", "ndm_raw_late_gain"} <= set(r)
     assert r["ndm"] > 1.0 and r["ndm_raw"] < 0.5 * r["ndm"], r
+    assert r["ndm_steps_used"] == 1000 and r["ndm_converged"] == 1.0     # the protocol's cosine budget, levelled off
+
+
+def test_ndm_cosine_config_is_checked():
+    with pytest.raises(ValueError, match="cosine schedule needs"):
+        NDMConfig(steps=100, eval_every=50)
+    with pytest.raises(ValueError, match="ndm.schedule must be one of constant, cosine"):
+        NDMConfig(schedule="step")
