@@ -44,6 +44,6 @@ def test_ndm_protocol_reports_zscored_and_raw_scale():
 
 def test_ndm_cosine_config_is_checked():
     with pytest.raises(ValueError, match="cosine schedule needs"):
-        NDMConfig(steps=100, eval_every=50)
+        NDMConfig(lr=1e-3, lr_final=1e-3)
     with pytest.raises(ValueError, match="ndm.schedule must be one of constant, cosine"):
         NDMConfig(schedule="step")
