@@ -468,6 +468,17 @@ def test_flags_mark_unconverged_and_degenerate_cells(results):
     assert list(zip(flagged["model"], flagged["column"])) == [("ae", "svm_y")] and csv["degenerate"].dtype == bool
 
 
+def test_a_record_of_two_fits_flags_each_column_by_its_own_fit(results):
+    """NDM fits two critics in one record (z-scored and raw codes): each column reads its own
+    ``<metric>_converged``, not the other's."""
+    rec = make_record(DS, "ae", "AE", "ndm", "y", 0, 0.05)
+    rec["metrics"].update(ndm_converged=0.0, ndm_raw_converged=1.0)
+    _write(results, rec)
+    t4 = tables.build_table(_records(results), tables.TABLE4, DS)
+    cols = {c: bool(_cell(t4, "AE", c)["not_converged"]) for c in t4.loc[t4["protocol"] == "ndm", "column"].unique()}
+    assert cols == {"ndm": True, "ndm_raw": False}, cols
+
+
 def _epoch_record(model, display, tap, seed, value, epoch, protocol="mlp", **metrics):
     rec = make_record(DS, model, display, protocol, tap, seed, value)
     rec["epoch"] = epoch

@@ -147,6 +147,13 @@ def record_flag(rec: dict, key: str) -> bool | None:
     return bool(v) if isinstance(v, (int, float)) and v in (0, 1) else None
 
 
+def converged_flag(rec: dict, metric: str) -> bool | None:
+    """Whether the fit behind ``metric`` converged: ``<metric>_converged`` when the protocol reports
+    several fits in one record (NDM: ``ndm_converged``, ``ndm_raw_converged``), else ``converged``."""
+    own = record_flag(rec, f"{metric}_converged")
+    return own if own is not None else record_flag(rec, "converged")
+
+
 def at_epoch(records: list[dict], epoch: int | None = None, protocols=None) -> list[dict]:
     """The records (of ``protocols``, all when None) at one training epoch per (dataset, model):
     ``epoch``, or each model's last epoch when None. A model whose records are all at epoch 0 (an
@@ -338,7 +345,7 @@ def build_table(records: list[dict], spec: TableSpec, dataset: str,
                 "paper_std": ps if ps is not None else math.nan,
                 "delta": mean - p if p is not None and ok and col.delta else math.nan, "_delta": col.delta,
                 "epoch": " ".join(map(str, epochs)),
-                "not_converged": any(record_flag(r, "converged") is False for r in ok),
+                "not_converged": any(converged_flag(r, col.metric) is False for r in ok),
                 "degenerate": any(record_flag(r, "degenerate") is True for r in ok),
                 "stale": any(stale(r) for r in ok),
                 "mixed_encoders": any(encoder_key(r) in mixed for r in sel)})
