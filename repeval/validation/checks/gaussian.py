@@ -89,7 +89,7 @@ class GaussianSweep(Check):
     columns = {
         "d": "dimension of X and of Y", "rho": "corr(X_i, Y_i)",
         "true_mi": "closed form -(d/2) log(1 - rho^2), nats",
-        "mine": "MINE (protocols/mine.py estimate_mi): held-out DV bound, cross-fitted, nats",
+        "mine": "MINE (protocols/mine.py estimate_mi): held-out DV bound (cross-fitted when mine.folds > 1), nats",
         "mine_train": "the same MINE critics evaluated on training pairs, nats",
         "mine_still_increasing": "1 = MINE's training bound was still rising at the end",
         "dv": "DV bound of a DV-trained separable critic, held out, nats",
@@ -152,7 +152,8 @@ class GaussianSweep(Check):
     def judge(self, cfg, s: GaussianSettings, rows, info):
         m = cfg.mine
         log_k = math.log(s.bound_batch_size)
-        notes = [f"{s.n_samples} pairs per point; MINE: {m.folds}-fold cross-fitting, {m.steps} steps, "
+        split = f"{m.folds}-fold cross-fitting" if m.folds > 1 else "one held-out split"
+        notes = [f"{s.n_samples} pairs per point; MINE: {split}, {m.steps} steps, "
                  f"batch {m.batch_size}, lr {m.lr} -> {m.lr_final}, hidden {m.hidden}; "
                  f"bounds: 80/20 split, {s.bound_steps} steps, batch K={s.bound_batch_size}, hidden {s.bound_hidden}."]
         v = []

@@ -46,7 +46,7 @@ class StudentT(Check):
     columns = {"d": "dimension of X and of Y", "dof": "degrees of freedom nu", "rho": "dispersion corr(X_i, Y_i)",
                "true_mi": "closed form: gaussian_part + f(nu) + f(nu+2d) - 2 f(nu+d), f(k) = lnG(k/2) - (k/2) psi(k/2), nats",
                "gaussian_part": "-(d/2) log(1 - rho^2): the MI of the Gaussian with the same dispersion, nats",
-               "mine": "MINE (protocols/mine.py estimate_mi): held-out DV bound, cross-fitted, nats",
+               "mine": "MINE (protocols/mine.py estimate_mi): held-out DV bound (cross-fitted when mine.folds > 1), nats",
                "err": "mine - true_mi, nats", "relerr": "err / true_mi"}
 
     def measure(self, cfg, s: StudentTSettings, device, log):

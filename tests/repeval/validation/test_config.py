@@ -15,6 +15,7 @@ def test_config_is_strict_and_budgets_come_from_the_checks():
     assert full_config().checks[:len(VALIDATION_CHECKS)] == VALIDATION_CHECKS
     q, f = quick_config(), full_config()
     assert q.of("ndm").steps == 200 and f.of("ndm").steps == 800 and q.mine.steps == 400 and f.mine.steps == 2000
+    assert q.mine.folds == 1 and f.mine.folds == 2
     assert quick_config(ndm={"steps": 7}).of("ndm").steps == 7
     with pytest.raises(ConfigError, match="bogus"):
         quick_config(bogus={})
