@@ -252,3 +252,17 @@ def test_the_reproduce_command_names_the_dataset_when_it_is_not_the_presets():
     assert facts("cifar10", "curve").dataset_arg == ""
     assert facts("cifar100", "curve").dataset_arg == "cifar100"    # a built-in reader, named
     assert facts("cifar10-jpeg", "curve").dataset_arg == "npz:DIR"  # a copy read from a folder
+
+
+def test_the_ndm_line_marks_each_unconverged_fit(tmp_path):
+    """The report's NDM line daggers the raw and the z-scored value by their own fit's flag, as the table does."""
+    results = write_fixture(tmp_path / "results", datasets=(DS,))
+    rec = make_record(DS, "ae", "AE", "ndm", "y", 0, 0.05)
+    rec["metrics"].update(ndm_converged=0.0, ndm_raw_converged=1.0, ndm_stderr=0.01, ndm_raw_stderr=0.01)
+    _write(results, rec)
+    md, _ = _report(results, "--no-plots")
+    line = next(s for s in md.splitlines() if s.startswith("- **NDM**"))
+    raw, z = re.search(r"[:;] AE (.*?)(?:;|\.$)", line).group(1).split(" / ")
+    assert raw.startswith("0.03 (") and z.startswith("0.05† (")
+    assert "†" not in line.replace(z, "")                       # no other fit says it did not converge
+    assert "† = that fit had not converged" in md

@@ -25,7 +25,7 @@ from ...data import dataset_names
 from ...engine.presets import PRESETS
 from ...registry import PROTOCOLS
 from . import diagnosis
-from .build import EM_DASH, FLOOR_MODEL, _order_key, at_epoch, record_epoch, record_flag
+from .build import EM_DASH, FLOOR_MODEL, _order_key, at_epoch, converged_flag, record_epoch, record_flag
 from .render import FLAGS, MD, flag_legend, render_markdown
 
 TEMPLATES = "templates"
@@ -187,6 +187,19 @@ class Facts:
     def val(self, table: str, m: str, col: str) -> float | None:
         row = self._row(table, m, col)
         return None if row is None or _nan(row["mean"]) else float(row["mean"])
+
+    def any_val(self, table: str, col: str) -> bool:
+        """Whether any row of ``table`` has a value in column ``col``."""
+        return any(self.val(table, m, col) is not None for m in self.in_table(table))
+
+    def fit_unconverged(self, m: str, protocol: str, metric: str) -> bool:
+        """Whether a ``protocol`` record of ``m`` says the fit behind ``metric`` did not converge
+        (:func:`converged_flag`: ``<metric>_converged``, else ``converged``), as the tables' †."""
+        return any(converged_flag(r, metric) is False for r in self.recs(m, protocol))
+
+    def any_fit_unconverged(self, table: str, protocol: str, *metrics: str) -> bool:
+        """Whether :meth:`fit_unconverged` holds for a row of ``table`` and one of ``metrics``."""
+        return any(self.fit_unconverged(m, protocol, k) for m in self.in_table(table) for k in metrics)
 
     def std(self, table: str, m: str, col: str) -> float | None:
         row = self._row(table, m, col)
