@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quick", action="store_true")
     v.add_argument("--device", default="cpu")
     v.add_argument("--out", default=Path("results/validation"), type=Path)
+    v.add_argument("--jobs", type=int, metavar="N",
+                   help="checks measured at once, each in its own process (default: one per CPU core, "
+                        "1 on a GPU); the numbers are those of one process")
     return p
 
 

@@ -5,7 +5,8 @@ check shares (:class:`MineOptions`, passed to ``repeval.protocols.mine.estimate_
 check, that check's own frozen ``Settings`` (its budget and stated tolerances, defined in the check's
 module), so a PASS always says against what it passed. Two budgets: :func:`full_config` (the
 committed ``results/validation`` run) and :func:`quick_config` (``--quick``: each check's ``quick``
-overrides and :data:`QUICK_MINE`; a few minutes on 2 CPU cores).
+overrides and :data:`QUICK_MINE`; about a minute of CPU time, half a minute on 2 cores with a
+worker per core).
 """
 from __future__ import annotations
 

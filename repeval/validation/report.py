@@ -40,10 +40,12 @@ def write_check(check: Check, res: CheckResult, out: Path) -> list[Path]:
 
 
 def summary_markdown(summary: dict) -> str:
+    jobs = summary.get("jobs", 1)   # absent from runs before --jobs
+    workers = f", {jobs} worker processes" if jobs > 1 else ""
     lines = [f"# repeval validate ({summary['mode']})", "",
              f"Result: **{'PASS' if summary['passed'] else 'FAIL'}**; total wall time {summary['total_s']:.1f} s "
              f"on {summary['device']} ({summary['provenance']['machine'].get('platform', '')}, "
-             f"torch threads {summary['torch_threads']}); config hash `{summary['config_hash']}`, "
+             f"torch threads {summary['torch_threads']}{workers}); config hash `{summary['config_hash']}`, "
              f"commit `{summary['provenance']['git_commit']}`.", ""]
     for name, c in summary["checks"].items():
         lines.append(f"## {name} ({c['wall_s']:.1f} s): {'PASS' if c['passed'] else 'FAIL'}")

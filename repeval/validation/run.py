@@ -3,20 +3,27 @@
 Outputs under ``--out`` (``--quick`` writes to ``<out>/quick`` so it never overwrites the committed
 full run): per check a CSV and a Markdown table and its plot(s), then ``summary.md`` and
 ``summary.json`` (config, config_hash, provenance, wall time per check), all written atomically.
-Deterministic for a fixed seed on CPU (for a given torch thread count). :func:`rebuild_reports`
-re-judges and rewrites the reports of a finished run from its stored rows, without re-running any
-estimator.
+Deterministic for a fixed seed on CPU (for a given torch thread count). ``jobs`` > 1 measures the
+checks in that many worker processes at once (spawned, each with this process's torch thread count,
+so every number is the one a single process gives): the MI critics run on one thread each
+(``repeval.protocols.mine.estimate_mi``), so a single process leaves a second core idle.
+:func:`rebuild_reports` re-judges and rewrites the reports of a finished run from its stored rows,
+without re-running any estimator.
 """
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
+import multiprocessing
+import os
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 from ..config import ConfigError, config_hash
+from ..store.progress import LOGGER, setup_logging
 from ..store.progress import log as progress_log
 from ..store.provenance import provenance
 from ..store.storage import atomic_write_json, atomic_write_text, read_json
@@ -49,11 +56,66 @@ def judge(name: str, cfg: ValidateConfig, rows: list[dict], *, wall_s: float = 0
                        wall_s, info)
 
 
-def run_check(name: str, cfg: ValidateConfig, device: str, log: Log) -> CheckResult:
-    """Measure check ``name`` (wall time recorded) and judge it against its stated tolerances."""
+def measure_check(name: str, cfg: ValidateConfig, device: str, log: Log) -> tuple[list[dict], dict, float]:
+    """Measure check ``name``: its rows, its info and the wall seconds it took."""
     t0 = time.perf_counter()
     rows, info = get_check(name).measure(cfg, cfg.of(name), device, log)
-    return judge(name, cfg, rows, wall_s=time.perf_counter() - t0, info=info)
+    return rows, info, time.perf_counter() - t0
+
+
+def run_check(name: str, cfg: ValidateConfig, device: str, log: Log) -> CheckResult:
+    """Measure check ``name`` (wall time recorded) and judge it against its stated tolerances."""
+    rows, info, wall_s = measure_check(name, cfg, device, log)
+    return judge(name, cfg, rows, wall_s=wall_s, info=info)
+
+
+def default_jobs(device: str, checks: int) -> int:
+    """Worker processes for ``--jobs`` unset: one per available CPU core (at most one per check) on
+    CPU, one on a GPU."""
+    if torch.device(device).type != "cpu":
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:          # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, checks))
+
+
+def _worker_init(plugins: tuple[str, ...], threads: int, verbosity: int) -> None:
+    """A spawned worker: the checks registered as in the parent, its torch thread count, its log level."""
+    from ..engine.session import register_plugins
+    from ..plugin.discovery import load_builtins
+
+    setup_logging(verbosity)
+    load_builtins()
+    register_plugins(plugins)
+    torch.set_num_threads(threads)
+
+
+def _measure_in_worker(name: str, cfg: ValidateConfig, device: str, quiet: bool) -> tuple[list[dict], dict, float]:
+    return measure_check(name, cfg, device, lambda s: progress_log(s, quiet))
+
+
+def _measurements(cfg: ValidateConfig, device: str, jobs: int, plugins: tuple[str, ...], quiet: bool, log: Log):
+    """Yield (name, rows, info, wall_s) per check in ``cfg.checks`` order, measured here (``jobs`` = 1)
+    or in ``jobs`` spawned worker processes."""
+    if jobs <= 1:
+        for name in cfg.checks:
+            log(f"[validate] {name} ...")
+            yield (name, *measure_check(name, cfg, device, log))
+        return
+    level = LOGGER.getEffectiveLevel()
+    verbosity = -1 if level > logging.INFO else 0 if level == logging.INFO else 1
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(tuple(plugins), torch.get_num_threads(), verbosity))
+    try:
+        log(f"[validate] {', '.join(cfg.checks)} in {jobs} worker processes ...")
+        futures: dict[str, Future] = {name: pool.submit(_measure_in_worker, name, cfg, device, quiet)
+                                      for name in cfg.checks}
+        for name, fut in futures.items():
+            yield (name, *fut.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_record(res: CheckResult, files: list[Path], out: Path) -> dict:
@@ -64,23 +126,23 @@ def check_record(res: CheckResult, files: list[Path], out: Path) -> dict:
 
 
 def run_validation(cfg: ValidateConfig, out: Path, *, device: str = "cpu", mode: str = "full",
-                   quiet: bool = False) -> dict:
-    """Run ``cfg.checks`` in order, write every file under ``out``, return the summary dict."""
+                   quiet: bool = False, jobs: int = 1, plugins: tuple[str, ...] = ()) -> dict:
+    """Run ``cfg.checks`` (in ``jobs`` worker processes when > 1; ``plugins``: the ``--plugin`` files
+    they load), write every file under ``out`` as each check finishes, return the summary dict."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     def log(s: str) -> None:
         progress_log(s, quiet)
     t0 = time.perf_counter()
     checks: dict[str, dict] = {}
-    for name in cfg.checks:
-        log(f"[validate] {name} ...")
-        res = run_check(name, cfg, device, log)
+    for name, rows, info, wall_s in _measurements(cfg, device, jobs, plugins, quiet, log):
+        res = judge(name, cfg, rows, wall_s=wall_s, info=info)
         checks[name] = check_record(res, write_check(get_check(name), res, out), out)
         for v in res.verdicts:
             log(f"  {v.line()}")
         log(f"[validate] {name}: {'PASS' if res.passed else 'FAIL'} ({res.wall_s:.1f} s)")
     conf = cfg.to_dict()
-    summary = {"mode": mode, "device": device, "torch_threads": torch.get_num_threads(),
+    summary = {"mode": mode, "device": device, "torch_threads": torch.get_num_threads(), "jobs": max(1, jobs),
                "total_s": round(time.perf_counter() - t0, 2), "config": conf,
                "config_hash": config_hash({"validate": conf}), "provenance": provenance(device),
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "checks": checks}
@@ -121,12 +183,18 @@ def print_summary(summary: dict, out: Path) -> None:
 
 
 def cmd_validate(args, config: ValidateConfig | None = None) -> int:
-    """CLI entry: args.quick, args.device, args.out, args.quiet. Exit 0 = every check passed.
+    """CLI entry: args.quick, args.device, args.out, args.quiet, args.jobs (None: :func:`default_jobs`;
+    absent: 1), args.plugin. Exit 0 = every check passed.
 
     ``config`` replaces the quick/full budget (tests pass a tiny grid)."""
     cfg = config or (quick_config() if args.quick else full_config())
     out = Path(args.out) / "quick" if args.quick else Path(args.out)
+    jobs = getattr(args, "jobs", 1)
+    if jobs is None:
+        jobs = default_jobs(args.device, len(cfg.checks))
+    elif jobs < 1:
+        raise ConfigError(f"validate --jobs must be >= 1, got {jobs}")
     summary = run_validation(cfg, out, device=args.device, mode="quick" if args.quick else "full",
-                             quiet=args.quiet)
+                             quiet=args.quiet, jobs=jobs, plugins=tuple(getattr(args, "plugin", ())))
     print_summary(summary, out)
     return 0 if summary["passed"] else 1

@@ -83,3 +83,12 @@ def test_a_new_check_is_one_new_file(coin_check, tmp_path, capsys):
     assert "FAIL  coin/mean" in (out / "summary.md").read_text()
     with pytest.raises(RegistryError, match="duplicate check name 'coin'"):
         register_check("coin")(type("Other", (Check,), {}))
+
+
+def test_a_plugin_check_runs_in_worker_processes(coin_check, tmp_path):
+    """`repeval --plugin FILE validate --jobs 2`: the spawned workers load the plugin file too."""
+    args = argparse.Namespace(quick=True, device="cpu", out=tmp_path / "out", quiet=True, jobs=2,
+                              plugin=[str(coin_check)])
+    assert cmd_validate(args, config=quick_config(checks=("coin", "ssim"), ssim={"images": 2})) == 0
+    js = json.loads((tmp_path / "out" / "quick" / "summary.json").read_text())
+    assert js["jobs"] == 2 and js["checks"]["coin"]["rows"][0]["n"] == 1000 and js["checks"]["ssim"]["passed"]

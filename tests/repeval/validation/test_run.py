@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from repeval.config import ConfigError
 from repeval.validation import cmd_validate, quick_config, rebuild_reports, run_validation
 from repeval.validation import groundtruth as gt
 from tests.helpers import VALIDATION_CHECKS
@@ -69,3 +70,22 @@ def test_failed_check_gives_nonzero_exit(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "FAIL" in out and "ssim_noise_monotone" in out
     assert (tmp_path / "quick" / "summary.json").exists()
+
+
+def test_checks_in_worker_processes_give_the_numbers_of_one_process(tmp_path):
+    cfg = _tiny(checks=("ndm", "student_t", "ssim"))
+    run_validation(cfg, tmp_path / "one", mode="test", quiet=True)
+    run_validation(cfg, tmp_path / "two", mode="test", quiet=True, jobs=2)
+    one, two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
+    assert one["jobs"] == 1 and two["jobs"] == 2 and list(two["checks"]) == list(one["checks"])
+    for name in cfg.checks:
+        assert two["checks"][name]["rows"] == one["checks"][name]["rows"], name
+        assert two["checks"][name]["lines"] == one["checks"][name]["lines"], name
+    assert "2 worker processes" in (tmp_path / "two" / "summary.md").read_text()
+    assert "worker processes" not in (tmp_path / "one" / "summary.md").read_text()
+
+
+def test_validate_jobs_must_be_positive(tmp_path):
+    args = argparse.Namespace(quick=True, device="cpu", out=tmp_path, quiet=True, jobs=0)
+    with pytest.raises(ConfigError, match="--jobs must be >= 1, got 0"):
+        cmd_validate(args, config=_tiny(checks=("ssim",)))
