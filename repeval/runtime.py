@@ -25,11 +25,16 @@ def openmp_wait(env, load: float, cpus: int) -> dict[str, str]:
     return {"GOMP_SPINCOUNT": SHORT_SPIN} if load < cpus - 0.5 else {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def _load_and_cpus() -> tuple[float, int]:
+def available_cpus() -> int:
+    """The CPU cores this process may run on."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:          # not Linux
-        cpus = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def _load_and_cpus() -> tuple[float, int]:
+    cpus = available_cpus()
     try:
         return os.getloadavg()[0], cpus
     except OSError:                 # no load average: assume busy (the safe choice)

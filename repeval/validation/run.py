@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
-import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError, config_hash
+from ..runtime import available_cpus
 from ..store.progress import LOGGER, setup_logging
 from ..store.progress import log as progress_log
 from ..store.provenance import provenance
@@ -63,22 +63,12 @@ def measure_check(name: str, cfg: ValidateConfig, device: str, log: Log) -> tupl
     return rows, info, time.perf_counter() - t0
 
 
-def run_check(name: str, cfg: ValidateConfig, device: str, log: Log) -> CheckResult:
-    """Measure check ``name`` (wall time recorded) and judge it against its stated tolerances."""
-    rows, info, wall_s = measure_check(name, cfg, device, log)
-    return judge(name, cfg, rows, wall_s=wall_s, info=info)
-
-
 def default_jobs(device: str, checks: int) -> int:
     """Worker processes for ``--jobs`` unset: one per available CPU core (at most one per check) on
     CPU, one on a GPU."""
     if torch.device(device).type != "cpu":
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:          # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, checks))
+    return max(1, min(available_cpus(), checks))
 
 
 def _worker_init(plugins: tuple[str, ...], threads: int, verbosity: int) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from repeval.config import ConfigError
 from repeval.validation import cmd_validate, quick_config, rebuild_reports, run_validation
+from repeval.validation.run import default_jobs
 from repeval.validation import groundtruth as gt
 from tests.helpers import VALIDATION_CHECKS
 
@@ -89,3 +90,10 @@ def test_validate_jobs_must_be_positive(tmp_path):
     args = argparse.Namespace(quick=True, device="cpu", out=tmp_path, quiet=True, jobs=0)
     with pytest.raises(ConfigError, match="--jobs must be >= 1, got 0"):
         cmd_validate(args, config=_tiny(checks=("ssim",)))
+
+
+def test_default_jobs_is_a_worker_per_core_on_cpu_and_one_on_a_gpu(monkeypatch):
+    monkeypatch.setattr("repeval.validation.run.available_cpus", lambda: 4)
+    assert default_jobs("cpu", 5) == 4 and default_jobs("cpu", 2) == 2 and default_jobs("cuda:0", 5) == 1
+    monkeypatch.setattr("repeval.validation.run.available_cpus", lambda: 1)
+    assert default_jobs("cpu", 5) == 1
