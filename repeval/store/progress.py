@@ -106,6 +106,18 @@ def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> Non
         LOGGER.addHandler(fh)
 
 
+
+def current_setup() -> tuple[int, Path | None]:
+    """The (``verbosity``, ``log_file``) that :func:`setup_logging` was last called with (0, None when
+    it was not), so a worker process can log the way its parent does."""
+    verbosity, log_file = 0, None
+    for h in LOGGER.handlers:
+        if isinstance(h, _ConsoleHandler) and getattr(h, "_repeval_cli", False):
+            verbosity = -1 if h.level > logging.INFO else 1 if h.level < logging.INFO else 0
+        elif isinstance(h, _LogFile) and getattr(h, "_repeval_cli", False):
+            log_file = h.path
+    return verbosity, log_file
+
 class Progress:
     def __init__(self, quiet: bool = False):
         self.disable = quiet or not sys.stderr.isatty()

@@ -13,7 +13,6 @@ without re-running any estimator.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import multiprocessing
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,7 +22,7 @@ import torch
 
 from ..config import ConfigError, config_hash
 from ..runtime import available_cpus
-from ..store.progress import LOGGER, setup_logging
+from ..store.progress import current_setup, setup_logging
 from ..store.progress import log as progress_log
 from ..store.provenance import provenance
 from ..store.storage import atomic_write_json, atomic_write_text, read_json
@@ -71,12 +70,13 @@ def default_jobs(device: str, checks: int) -> int:
     return max(1, min(available_cpus(), checks))
 
 
-def _worker_init(plugins: tuple[str, ...], threads: int, verbosity: int) -> None:
-    """A spawned worker: the checks registered as in the parent, its torch thread count, its log level."""
+def _worker_init(plugins: tuple[str, ...], threads: int, logging_setup: tuple) -> None:
+    """A spawned worker: the checks registered as in the parent, its torch thread count, its logging
+    (console level and ``--log-file``, :func:`repeval.store.progress.current_setup`)."""
     from ..engine.session import register_plugins
     from ..plugin.discovery import load_builtins
 
-    setup_logging(verbosity)
+    setup_logging(*logging_setup)
     load_builtins()
     register_plugins(plugins)
     torch.set_num_threads(threads)
@@ -94,10 +94,8 @@ def _measurements(cfg: ValidateConfig, device: str, jobs: int, plugins: tuple[st
             log(f"[validate] {name} ...")
             yield (name, *measure_check(name, cfg, device, log))
         return
-    level = LOGGER.getEffectiveLevel()
-    verbosity = -1 if level > logging.INFO else 0 if level == logging.INFO else 1
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init, initargs=(tuple(plugins), torch.get_num_threads(), verbosity))
+                               initializer=_worker_init, initargs=(tuple(plugins), torch.get_num_threads(), current_setup()))
     try:
         log(f"[validate] {', '.join(cfg.checks)} in {jobs} worker processes ...")
         futures: dict[str, Future] = {name: pool.submit(_measure_in_worker, name, cfg, device, quiet)
