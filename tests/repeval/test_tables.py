@@ -406,17 +406,26 @@ def test_run_summary_prints_tables(results, capsys):
 
 
 def test_timing_table_accounts_train_extract_and_protocol_seconds():
-    def rec(model, protocol, train, extract, proto):
+    def rec(model, protocol, train, extract, proto, seed=0):
         return {"model": model, "display": model.upper(), "protocol": protocol,
+                "config": {"encoder": {"train": {"seed": seed}}},
                 "timing_s": {"train": train, "extract": extract, "protocol": proto}}
     recs = [rec("ae", "mlp", 100.0, 30.0, 5.0), rec("ae", "mlp", 0.0, 1.0, 7.0),   # resumed: cached stages
             rec("ae", "svm", 0.0, 1.0, 2.5), rec("ae", "boom", 0.0, 1.0, 1.0), rec("random", "ndm", 0.0, 20.0, 4.0)]
     t = tables.timing_table(recs).set_index("model")
     assert list(t.index) == ["ae", "random", "TOTAL"]          # paper rows first (AE), then extra rows
     ae = t.loc["ae"]
-    assert (ae.train_s, ae.extract_s, ae.mlp_s, ae.svm_s, ae.other_s, ae.records) == (100.0, 30.0, 12.0, 2.5, 1.0, 4)
+    assert (ae.train_s, ae.extract_s, ae.mlp_s, ae.svm_s, ae.other_s, ae.records, ae.encoders) == \
+        (100.0, 30.0, 12.0, 2.5, 1.0, 4, 1)
     assert ae.total_s == 100 + 30 + 12 + 2.5 + 1
     assert t.loc["TOTAL", "total_s"] == ae.total_s + 24.0 and t.loc["TOTAL", "records"] == 5
+
+    # a second trained encoder of the row (training seed 1) adds its own training and extraction
+    t = tables.timing_table(recs + [rec("ae", "mlp", 80.0, 10.0, 3.0, seed=1),
+                                    rec("ae", "knn", 80.0, 12.0, 1.0, seed=1)]).set_index("model")
+    ae = t.loc["ae"]
+    assert (ae.train_s, ae.extract_s, ae.mlp_s, ae.records, ae.encoders) == (180.0, 42.0, 15.0, 6, 2)
+    assert t.loc["TOTAL", "encoders"] == 3
 
 
 def test_floor_is_the_random_init_cell_of_the_same_column(results):

@@ -449,27 +449,35 @@ def timing_table(records: list[dict]) -> pd.DataFrame:
     """Compute budget per model from the records' ``timing_s`` (seconds of wall time).
 
     Columns: ``train_s``, ``extract_s``, one ``<protocol>_s`` per registered protocol that has records
-    (registration order), ``other_s`` (records of protocols not registered now), ``total_s``, ``records``.
-    ``train_s`` and ``extract_s`` are the largest values any record of the model carries (a record
-    written after a resumed or cached stage carries only what that process spent); protocol columns
-    sum ``timing_s.protocol`` over the model's records (every epoch). Records from processes that were
-    paused or shared the CPU carry that wall time too: the table is an accounting, not a benchmark.
+    (registration order), ``other_s`` (records of protocols not registered now), ``total_s``,
+    ``records``, ``encoders`` (trained encoders: training seeds). ``train_s`` and ``extract_s`` are,
+    per trained encoder, the largest values any of its records carries (a record written after a
+    resumed or cached stage carries only what that process spent), summed over the model's encoders;
+    protocol columns sum ``timing_s.protocol`` over the model's records (every epoch, every encoder).
+    Records from processes that were paused or shared the CPU carry that wall time too: the table is an
+    accounting, not a benchmark.
     """
     present = {r.get("protocol") for r in records}
     seconds = (*TIMING_HEAD, *(f"{p}_s" for p in PROTOCOLS if p in present), "other_s")   # summed into total_s
     rows: dict[str, dict] = {}
+    stages: dict[tuple[str, int], dict[str, float]] = {}     # (model, training seed) -> largest train / extract
     for r in records:
         t = r.get("timing_s") or {}
         row = rows.setdefault(r["model"], {"model": r["model"], "display": r.get("display") or r["model"],
                                            "records": 0, **{c: 0.0 for c in seconds}})
-        row["train_s"] = max(row["train_s"], float(t.get("train") or 0.0))
-        row["extract_s"] = max(row["extract_s"], float(t.get("extract") or 0.0))
+        enc = stages.setdefault((r["model"], train_seed(r.get("config") or {})), dict.fromkeys(TIMING_HEAD, 0.0))
+        for c in TIMING_HEAD:
+            enc[c] = max(enc[c], float(t.get(c[:-2]) or 0.0))
         col = f"{r.get('protocol')}_s"
         row[col if col in seconds[len(TIMING_HEAD):-1] else "other_s"] += float(t.get("protocol") or 0.0)
         row["records"] += 1
+    for (model, _), enc in stages.items():
+        rows[model]["encoders"] = rows[model].get("encoders", 0) + 1
+        for c in TIMING_HEAD:
+            rows[model][c] += enc[c]
     ordered = sorted(rows.values(), key=lambda row: _order_key(1, row["model"], row["display"]))
-    df = pd.DataFrame(ordered, columns=["model", "display", *seconds, "total_s", "records"])
+    df = pd.DataFrame(ordered, columns=["model", "display", *seconds, "total_s", "records", "encoders"])
     df["total_s"] = df[list(seconds)].sum(axis=1)
     total = {"model": "TOTAL", "display": "all models", "records": int(df["records"].sum()),
-             **{c: float(df[c].sum()) for c in (*seconds, "total_s")}}
+             "encoders": int(df["encoders"].sum()), **{c: float(df[c].sum()) for c in (*seconds, "total_s")}}
     return pd.concat([df, pd.DataFrame([total])], ignore_index=True)

@@ -24,6 +24,7 @@ from .. import paper
 from ...data import dataset_names
 from ...engine.presets import PRESETS
 from ...registry import PROTOCOLS
+from ...store.records import train_seed
 from . import diagnosis
 from .build import EM_DASH, FLOOR_MODEL, _order_key, at_epoch, converged_flag, record_epoch, record_flag
 from .render import FLAGS, MD, flag_legend, render_markdown
@@ -623,14 +624,15 @@ class Facts:
         return [c[:-2] for c in self.timing.columns if c.endswith("_s") and c not in
                 ("train_s", "extract_s", "other_s", "total_s")] if not self.timing.empty else []
 
-    def train_stretches(self, m: str) -> list[tuple[int, float]]:
-        """(epoch, training seconds the record at that epoch carries): the stretch that ended there."""
+    def train_stretches(self, m: str) -> list[tuple[int, int, float]]:
+        """(training seed, epoch, training seconds the record at that epoch carries): the stretch of
+        that encoder's training that ended there."""
         by = {}
         for r in self.records:
             if r["model"] == m and isinstance((r.get("timing_s") or {}).get("train"), (int, float)):
-                e = record_epoch(r)
-                by[e] = max(by.get(e, 0.0), float(r["timing_s"]["train"]))
-        return sorted((e, s) for e, s in by.items() if s > 1.0)
+                key = (train_seed(r.get("config") or {}), record_epoch(r))
+                by[key] = max(by.get(key, 0.0), float(r["timing_s"]["train"]))
+        return sorted((seed, e, s) for (seed, e), s in by.items() if s > 1.0)
 
     # -- provenance
     def provenance(self) -> dict:
