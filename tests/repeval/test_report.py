@@ -21,6 +21,8 @@ from repeval.report.tables.diagnosis import parse
 from repeval.report.tables.markdown import to_html
 from repeval.report.tables.report import keep_newlines, pval, span
 
+from repeval.store.records import train_seed
+
 from .test_tables import DS, _epoch_record, _write, check_snapshot, make_record, write_fixture
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -126,6 +128,34 @@ def test_report_prose_is_conditional_on_the_data(tmp_path, results):
     assert "Why our numbers differ" not in md and "Rank agreement with the paper" not in md
     prose = re.sub(r"<details>.*?</details>", "", md.split("## Table 1")[1].split("## Provenance")[0], flags=re.S)
     assert "**Δ**" not in md and "paper" not in prose
+
+
+def test_report_says_whether_the_headline_holds_across_training_seeds(results):
+    """Two more trained encoders (training seeds 1, 2) of the AE and of DIM(L) infoNCE at the tables' epoch:
+    the comparison reads the spread over training seeds and the report says whether every encoder of
+    DIM(L) is ahead of every AE, tap by tap."""
+    def add_encoders(offsets):
+        for model, display in (("ae", "AE"), ("dim-l-infonce", "DIM(L) (infoNCE)")):
+            for tseed in (1, 2):
+                for i, tap in enumerate(("conv", "fc", "y")):
+                    for seed in (0, 1, 2):
+                        base = tables.load_records(results, DS)[0]
+                        rec = next(r for r in base if r["model"] == model and r["protocol"] == "mlp"
+                                   and r["tap"] == tap and r["seed"] == seed and r["epoch"] == 4
+                                   and train_seed(r["config"]) == 0)
+                        rec["config"]["encoder"]["train"] = {**rec["config"]["encoder"]["train"], "seed": tseed}
+                        rec["metrics"]["accuracy"] += offsets[model][tseed][i]
+                        _write(results, rec)
+
+    add_encoders({"ae": {1: (-0.5,) * 3, 2: (0.5,) * 3}, "dim-l-infonce": {1: (0.3,) * 3, 2: (-0.3,) * 3}})
+    md, _ = _report(results, "--no-plots")
+    assert "the probe tells the two *checkpoints* apart" not in md
+    assert "The spread is over training seeds (3 trained encoders of DIM(L) (infoNCE), 3 of the AE" in md
+    assert "times the larger of the two training-seed stds" in md
+    assert "The claim holds for every training seed" in md
+    add_encoders({"ae": {1: (0.0,) * 3, 2: (0.0, 5.0, 0.0)}, "dim-l-infonce": {1: (0.0,) * 3, 2: (0.0,) * 3}})
+    md, _ = _report(results, "--no-plots")
+    assert "The claim does not hold for every training seed: the\nencoders' ranges fc overlap or are reversed." in md
 
 
 def test_figures_say_something_or_are_left_out(tmp_path, results):

@@ -23,7 +23,7 @@ import torch
 from repeval.report import tables
 from repeval.cli import main
 from repeval.config import config_hash
-from repeval.store.records import Record, ResultsLayout, metrics_checksum
+from repeval.store.records import Record, ResultsLayout, metrics_checksum, train_seed
 from repeval.registry import MODELS, PROTOCOLS
 from repeval.store.storage import atomic_write_json
 
@@ -44,8 +44,9 @@ NOTES = {DS: "cifar10-jpeg: a JPEG-derived copy of CIFAR-10 (quality 75), not th
 UNTRAINED = {"random", "myenc"}
 
 
-def record_path(results: Path, dataset: str, model: str, protocol: str, tap: str, seed: int, epoch: int = 4) -> Path:
-    return ResultsLayout(results, dataset).record(model, protocol, tap, seed, epoch)
+def record_path(results: Path, dataset: str, model: str, protocol: str, tap: str, seed: int, epoch: int = 4,
+                train_seed: int = 0) -> Path:
+    return ResultsLayout(results, dataset).record(model, protocol, tap, seed, epoch, train_seed=train_seed)
 
 # (model, display) -> protocol -> tap -> list of metric values (one per seed; None = a failed seed)
 FIXTURE = {
@@ -444,12 +445,13 @@ def test_floor_is_the_random_init_cell_of_the_same_column(results):
 # declared by the protocols: flags, epochs, Table X, learning curves, a protocol added in a test
 
 def _write(results: Path, rec: dict) -> None:
-    """Write a fixture record edited after make_record, re-sealed (identity hash, metrics checksum)."""
+    """Write a fixture record edited after make_record, re-sealed (identity hash, metrics checksum), at the path
+    of its training seed."""
     rec["config"]["epoch"] = rec["epoch"]
     rec["config_hash"] = config_hash(rec["config"])
     rec["metrics_sha256"] = metrics_checksum(rec["metrics"])
     atomic_write_json(record_path(results, rec["dataset"], rec["model"], rec["protocol"], rec["tap"], rec["seed"],
-                                  rec["epoch"]), rec)
+                                  rec["epoch"], train_seed(rec["config"])), rec)
 
 
 def test_flags_mark_unconverged_and_degenerate_cells(results):
@@ -675,3 +677,17 @@ def test_pairs_are_compared_at_an_epoch_both_reached():
     assert _pair_epoch({0}, {1, 10}, None) == (0, 10)             # the untrained floor against the last epoch
     assert _pair_epoch({1, 10}, {0}, 1) == (1, 0)
     assert _pair_epoch({3}, {1}, None) is None and _pair_epoch({0}, {1}, 10) is None
+
+
+def test_pairwise_compares_at_the_last_common_epoch_whatever_the_record_order():
+    """Every epoch of a curve is a configuration of its own: the comparison uses each epoch's records, not
+    the one epoch whose group happens to be largest or newest (here every epoch has three seeds)."""
+    from repeval.report.tables.compare import pairwise
+    recs = [_epoch_record(m, m.upper(), "conv", seed, base + slope * epoch + 0.1 * seed, epoch)
+            for m, base, slope in (("ae", 58.0, 0.4), ("dim-l-infonce", 55.0, 2.0))
+            for epoch in (1, 2, 4) for seed in range(3)]
+    for r in recs:
+        r["config"]["epoch"] = r["epoch"]                     # as written by the runner (and _write)
+    row = pairwise(recs, DS).query("column == 'conv'").iloc[0]
+    assert (row["epoch_a"], row["epoch_b"]) == (4, 4) and row["diff"] == pytest.approx(-3.4)
+    assert pairwise(recs, DS, epoch=1).query("column == 'conv'").iloc[0]["diff"] == pytest.approx(1.4)

@@ -128,9 +128,11 @@ def pairwise(records: list[dict], dataset: str, epoch: int | None = None) -> pd.
             vals: dict[tuple[str, int], dict[int, np.ndarray]] = {}
             degenerate: set[tuple[str, int]] = set()
             for m in sorted({r["model"] for r in mine}):
-                _, ok, _, _ = cell_records([r for r in mine if r["model"] == m], col)
-                for e in {record_epoch(r) for r in ok}:
-                    at = [r for r in ok if record_epoch(r) == e]
+                own = [r for r in mine if r["model"] == m]
+                for e in sorted({record_epoch(r) for r in own}):   # one configuration per epoch, not one overall
+                    _, at, _, _ = cell_records([r for r in own if record_epoch(r) == e], col)
+                    if not at:
+                        continue
                     groups = per_encoder(at, col.metric)
                     if len(groups) >= 2 or len(next(iter(groups.values()))) >= 2:
                         vals[m, e] = groups

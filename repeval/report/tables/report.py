@@ -354,10 +354,12 @@ class Facts:
         return num(r["mean"]) + (f" ± {num(r['std'])}" if r["n"] > 1 and not _nan(r["std"]) else "")
 
     def curve_epochs(self, m: str | None = None, protocol: str = "mlp") -> list[int]:
+        """The encoder epochs with ``protocol`` records of model ``m``; without ``m``, of every trained
+        model (an untrained or loaded encoder, at epoch 0, is not a point of a training curve)."""
         c = self.curves
         if c.empty:
             return []
-        g = c[(c["protocol"] == protocol) & ((c["model"] == m) if m else (c["model"] != FLOOR_MODEL))]
+        g = c[(c["protocol"] == protocol) & ((c["model"] == m) if m else c["model"].isin(self.trained))]
         return sorted(int(e) for e in g["epoch"].unique())
 
     @property
