@@ -442,16 +442,28 @@ class Facts:
         return round(float(kendalltau(g["mean"].to_numpy(), g["paper"].to_numpy()).statistic), 12)
 
     def coverage(self, m: str) -> str:
-        """'mlp and knn at epochs 1, 3, 6 and 10; svm, recon at 10': a model's protocols by evaluated epochs."""
-        by: dict[tuple[int, ...], list[str]] = {}
-        for p in self.protocols_of(m):
-            es = tuple(sorted({record_epoch(r) for r in self.records if r["model"] == m and r["protocol"] == p}))
-            by.setdefault(es, []).append(f"`{p}`")
+        """'mlp and knn at epochs 1, 3, 6 and 10; svm, recon at 10': a model's protocols by evaluated
+        epochs, per trained encoder ('training seed 1: ...') when the model has several."""
+        own = [r for r in self.records if r["model"] == m]
+        seeds = sorted({train_seed(r.get("config") or {}) for r in own})
+
         def ep(es):
             words = [str(e) for e in es]
             return ("epochs " if len(words) > 1 else "epoch ") + (", ".join(words[:-1]) + " and " + words[-1]
                                                                   if len(words) > 1 else words[0])
-        return "; ".join(", ".join(ps) + " at " + ep(es) for es, ps in sorted(by.items(), key=lambda kv: -len(kv[0])))
+
+        def one(recs):
+            by: dict[tuple[int, ...], list[str]] = {}
+            for p in self.protocols_of(m):
+                es = tuple(sorted({record_epoch(r) for r in recs if r["protocol"] == p}))
+                if es:
+                    by.setdefault(es, []).append(f"`{p}`")
+            return "; ".join(", ".join(ps) + " at " + ep(es) for es, ps in sorted(by.items(), key=lambda kv: -len(kv[0])))
+
+        if len(seeds) < 2:
+            return one(own)
+        return "; ".join(f"training seed {t}: " + one([r for r in own if train_seed(r.get("config") or {}) == t])
+                         for t in seeds)
 
     # -- comparisons
     def cmp(self, a: str, b: str, col: str, table: str = "1") -> dict | None:
