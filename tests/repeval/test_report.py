@@ -154,6 +154,7 @@ def test_report_says_whether_the_headline_holds_across_training_seeds(results):
     assert "times the larger of the two training-seed stds" in md
     assert "The claim holds for every training seed" in md
     assert "*beyond the spread* means the gap holds for every training seed" in md
+    assert "(they are in the tables): AE training seeds 1, 2; DIM(L) (infoNCE) training seeds 1, 2." in md
     assert "Welch's test, Holm-adjusted over the" in md                          # per-encoder means, 3 against 3
     assert "training seed 1: `mlp` at epoch 4; training seed 2: `mlp` at epoch 4)." in md   # the coverage line
     add_encoders({"ae": {1: (0.0,) * 3, 2: (0.0, 5.0, 0.0)}, "dim-l-infonce": {1: (0.0,) * 3, 2: (0.0,) * 3}})

@@ -551,6 +551,17 @@ def test_learning_curve_csv_and_figure(tmp_path):
     assert list(dim["epoch"]) == [1, 3, 6] and list(dim["n"]) == [2, 2, 2]
     assert list(dim["mean"]) == [57.5 + 0.5, 60.5 + 0.5, 65.0 + 0.5]
     assert dim["std"].tolist() == pytest.approx([math.sqrt(0.5)] * 3)           # seeds differ by 1
+    # a second trained encoder evaluated at the last epoch only: the curve keeps following training seed 0
+    for seed in (0, 1):
+        rec = _epoch_record("dim-l-infonce", "DIM(L) (infoNCE)", "conv", seed, 90.0, 6)
+        rec["config"]["encoder"]["train"] = {**rec["config"]["encoder"]["train"], "seed": 1}
+        _write(res, rec)
+    assert main(["table", "--results", str(res), "--format", "csv", "--no-plots"]) == 0
+    curve = pd.read_csv(res / DS / "learning_curve.csv", dtype={"train_seeds": str})
+    dim = curve[(curve["model"] == "dim-l-infonce") & (curve["protocol"] == "mlp") & (curve["tap"] == "conv")]
+    assert list(dim["mean"]) == [57.5 + 0.5, 60.5 + 0.5, 65.0 + 0.5] and set(dim["train_seeds"]) == {"0"}
+    t1 = pd.read_csv(res / DS / "table1.csv").set_index(["model", "column"])
+    assert t1.loc[("dim-l-infonce", "conv"), "mean"] == pytest.approx((65.5 + 90.0) / 2)   # the table: both
     knn = curve[curve["protocol"] == "knn"]
     assert set(knn["metric"]) == {"accuracy_k20", "accuracy_k200"} and set(knn["epoch"]) == {3, 6}
     floor = curve[curve["model"] == "random"]

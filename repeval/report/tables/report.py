@@ -362,6 +362,19 @@ class Facts:
         g = c[(c["protocol"] == protocol) & ((c["model"] == m) if m else c["model"].isin(self.trained))]
         return sorted(int(e) for e in g["epoch"].unique())
 
+    def curve_left_out(self) -> list[tuple[str, list[int]]]:
+        """(model, training seeds) of the probe's records left out of a model's curve: trained encoders
+        evaluated at some epochs only (:func:`repeval.report.tables.curves.curve_table`)."""
+        c = self.curves
+        out = []
+        for m in self.curve_models():
+            g = c[(c["protocol"] == "mlp") & (c["model"] == m)]
+            kept = {int(t) for ts in g["train_seeds"].astype(str) for t in ts.split()}
+            seeds = {train_seed(r.get("config") or {}) for r in self.records if r["model"] == m and r["protocol"] == "mlp"}
+            if seeds - kept:
+                out.append((m, sorted(seeds - kept)))
+        return out
+
     @property
     def has_curves(self) -> bool:
         return any(len(self.curve_epochs(m)) >= 2 for m in self.trained)
