@@ -370,7 +370,8 @@ class Facts:
         for m in self.curve_models():
             g = c[(c["protocol"] == "mlp") & (c["model"] == m)]
             kept = {int(t) for ts in g["train_seeds"].astype(str) for t in ts.split()}
-            seeds = {train_seed(r.get("config") or {}) for r in self.records if r["model"] == m and r["protocol"] == "mlp"}
+            seeds = {train_seed(r.get("config") or {}) for r in self.records
+                     if r["model"] == m and r["protocol"] == "mlp"}
             if seeds - kept:
                 out.append((m, sorted(seeds - kept)))
         return out
@@ -471,7 +472,8 @@ class Facts:
                 es = tuple(sorted({record_epoch(r) for r in recs if r["protocol"] == p}))
                 if es:
                     by.setdefault(es, []).append(f"`{p}`")
-            return "; ".join(", ".join(ps) + " at " + ep(es) for es, ps in sorted(by.items(), key=lambda kv: -len(kv[0])))
+            return "; ".join(", ".join(ps) + " at " + ep(es)
+                             for es, ps in sorted(by.items(), key=lambda kv: -len(kv[0])))
 
         if len(seeds) < 2:
             return one(own)
