@@ -407,8 +407,8 @@ def test_run_summary_prints_tables(results, capsys):
 
 
 def test_timing_table_accounts_train_extract_and_protocol_seconds():
-    def rec(model, protocol, train, extract, proto, seed=0):
-        return {"model": model, "display": model.upper(), "protocol": protocol,
+    def rec(model, protocol, train, extract, proto, seed=0, epoch=10):
+        return {"model": model, "display": model.upper(), "protocol": protocol, "epoch": epoch,
                 "config": {"encoder": {"train": {"seed": seed}}},
                 "timing_s": {"train": train, "extract": extract, "protocol": proto}}
     recs = [rec("ae", "mlp", 100.0, 30.0, 5.0), rec("ae", "mlp", 0.0, 1.0, 7.0),   # resumed: cached stages
@@ -427,6 +427,12 @@ def test_timing_table_accounts_train_extract_and_protocol_seconds():
     ae = t.loc["ae"]
     assert (ae.train_s, ae.extract_s, ae.mlp_s, ae.records, ae.encoders) == (180.0, 42.0, 15.0, 6, 2)
     assert t.loc["TOTAL", "encoders"] == 3
+
+    # a curve: each evaluated epoch's records carry the training stretch that ended there
+    t = tables.timing_table(recs + [rec("ae", "mlp", 40.0, 5.0, 1.0, epoch=1), rec("ae", "knn", 40.0, 5.0, 1.0, epoch=1),
+                                    rec("ae", "mlp", 70.0, 6.0, 1.0, epoch=3)]).set_index("model")
+    ae = t.loc["ae"]
+    assert (ae.train_s, ae.extract_s, ae.records, ae.encoders) == (100.0 + 40 + 70, 30.0 + 5 + 6, 7, 1)
 
 
 def test_floor_is_the_random_init_cell_of_the_same_column(results):

@@ -450,31 +450,35 @@ def timing_table(records: list[dict]) -> pd.DataFrame:
 
     Columns: ``train_s``, ``extract_s``, one ``<protocol>_s`` per registered protocol that has records
     (registration order), ``other_s`` (records of protocols not registered now), ``total_s``,
-    ``records``, ``encoders`` (trained encoders: training seeds). ``train_s`` and ``extract_s`` are,
-    per trained encoder, the largest values any of its records carries (a record written after a
-    resumed or cached stage carries only what that process spent), summed over the model's encoders;
-    protocol columns sum ``timing_s.protocol`` over the model's records (every epoch, every encoder).
+    ``records``, ``encoders`` (trained encoders: training seeds). A record's ``timing_s.train`` is
+    the training since the previous evaluated epoch of its process (its stretch) and ``extract`` its
+    epoch's extraction; a record written after a resumed or cached stage carries only what its process
+    spent. So ``train_s`` and ``extract_s`` take, per trained encoder and epoch, the largest value its
+    records carry, summed over epochs and encoders; protocol columns sum ``timing_s.protocol`` over the
+    model's records (every epoch, every encoder).
     Records from processes that were paused or shared the CPU carry that wall time too: the table is an
     accounting, not a benchmark.
     """
     present = {r.get("protocol") for r in records}
     seconds = (*TIMING_HEAD, *(f"{p}_s" for p in PROTOCOLS if p in present), "other_s")   # summed into total_s
     rows: dict[str, dict] = {}
-    stages: dict[tuple[str, int], dict[str, float]] = {}     # (model, training seed) -> largest train / extract
+    stages: dict[tuple, dict[str, float]] = {}      # (model, training seed, epoch) -> largest train / extract
     for r in records:
         t = r.get("timing_s") or {}
         row = rows.setdefault(r["model"], {"model": r["model"], "display": r.get("display") or r["model"],
                                            "records": 0, **{c: 0.0 for c in seconds}})
-        enc = stages.setdefault((r["model"], train_seed(r.get("config") or {})), dict.fromkeys(TIMING_HEAD, 0.0))
+        enc = stages.setdefault((r["model"], train_seed(r.get("config") or {}), record_epoch(r)),
+                                dict.fromkeys(TIMING_HEAD, 0.0))
         for c in TIMING_HEAD:
             enc[c] = max(enc[c], float(t.get(c[:-2]) or 0.0))
         col = f"{r.get('protocol')}_s"
         row[col if col in seconds[len(TIMING_HEAD):-1] else "other_s"] += float(t.get("protocol") or 0.0)
         row["records"] += 1
-    for (model, _), enc in stages.items():
-        rows[model]["encoders"] = rows[model].get("encoders", 0) + 1
+    for (model, _, _), enc in stages.items():
         for c in TIMING_HEAD:
             rows[model][c] += enc[c]
+    for model, _ in {key[:2] for key in stages}:
+        rows[model]["encoders"] = rows[model].get("encoders", 0) + 1
     ordered = sorted(rows.values(), key=lambda row: _order_key(1, row["model"], row["display"]))
     df = pd.DataFrame(ordered, columns=["model", "display", *seconds, "total_s", "records", "encoders"])
     df["total_s"] = df[list(seconds)].sum(axis=1)
