@@ -10,6 +10,7 @@ from repeval.config import ConfigError
 from repeval.store.records import ResultsLayout, train_seed
 from repeval.report.tables.build import SPREAD_PROBE, SPREAD_TRAIN, TABLE1, build_table, cell_stats
 from repeval.report.tables.compare import pairwise, prediction_p
+from repeval.report.tables.render import render_latex, render_markdown
 from tests.helpers import read_records
 
 
@@ -44,6 +45,9 @@ def test_cell_is_mean_over_encoders_with_training_seed_spread():
     df = build_table(recs, TABLE1, "d", models=["ae"])
     row = df[df["column"] == "conv"].iloc[0]
     assert (row["encoders"], row["train_seeds"], row["n"], row["spread"]) == (3, "0 1 2", 9, SPREAD_TRAIN)
+    md, tex = render_markdown(df, TABLE1, []), render_latex(df, TABLE1, [])
+    assert "61.00 ± 9.00§ <sup>n=3×3</sup>" in md                    # 3 encoders x 3 probe seeds
+    assert r"61.00 \pm 9.00^{\S,n=3\times 3}" in tex
 
 
 def test_comparisons_use_per_encoder_means_and_say_which_spread():

@@ -82,7 +82,8 @@ def _encoder_note(have: pd.DataFrame) -> str:
     rows = "; ".join(f"{d} {int(g['encoders'].max())} (training seeds {g['train_seeds'].iloc[0]})"
                      for d, g in many.groupby("display", sort=False))
     return (f" Rows with several trained encoders: {rows}; their cells are the mean over encoders (each the "
-            f"mean over its probe seeds) ± the sample std over training seeds; other rows have one encoder.")
+            f"mean over its probe seeds) ± the sample std over training seeds, marked n=E×S (E encoders, S probe "
+            f"seeds each); other rows have one encoder.")
 
 
 def _flag_note(df: pd.DataFrame) -> str | None:
@@ -227,10 +228,11 @@ class _Style:
     sup: str                        # format string for a superscript, {} = its items joined by sep
     sep: str
     marks_in_sup: bool              # TeX: one superscript holds the marks and n
+    times: str                      # n=E×S: E trained encoders, S probe seeds each
 
 
-MD = _Style(EM_DASH, " ± ", "{}", (NOT_CONVERGED, DEGENERATE, STALE, MIXED), " <sup>{}</sup>", ", ", False)
-TEX = _Style("---", r" \pm ", "${}$", (r"\dagger", r"\ddagger", r"\S", r"\P"), "^{{{}}}", ",", True)
+MD = _Style(EM_DASH, " ± ", "{}", (NOT_CONVERGED, DEGENERATE, STALE, MIXED), " <sup>{}</sup>", ", ", False, "×")
+TEX = _Style("---", r" \pm ", "${}$", (r"\dagger", r"\ddagger", r"\S", r"\P"), "^{{{}}}", ",", True, r"\times ")
 
 
 def _columns(df: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
@@ -255,7 +257,11 @@ def _ours(cell: pd.Series | None, fmt: str, mode_n: int, st: _Style) -> str:
     if cell["n"] > 1:
         s += f"{st.pm}{cell['std']:{fmt}}"
     marks = [m for m, key in zip(st.marks, FLAGS) if cell[key]]
-    sup = [f"n={cell['n']}"] if cell["n"] != mode_n else []
+    enc, n = int(cell.get("encoders") or 1), int(cell["n"])
+    if enc > 1:       # the ± is over encoders: say how many, and the probe seeds behind each
+        sup = [f"n={enc}{st.times}{n // enc}" if n % enc == 0 else f"n={n}"]
+    else:
+        sup = [f"n={n}"] if n != mode_n else []
     if st.marks_in_sup:
         sup = marks + sup
     else:
