@@ -91,6 +91,7 @@ def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> Non
     console = _ConsoleHandler(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)
     console.setFormatter(_ConsoleFormatter())
     console._repeval_cli = True
+    console._repeval_setup = (verbosity, Path(log_file) if log_file else None)   # for current_setup()
     LOGGER.addHandler(console)
     LOGGER.setLevel(logging.DEBUG if log_file or verbosity > 0 else console.level)
     LOGGER.propagate = False
@@ -106,17 +107,14 @@ def setup_logging(verbosity: int = 0, log_file: str | Path | None = None) -> Non
         LOGGER.addHandler(fh)
 
 
-
 def current_setup() -> tuple[int, Path | None]:
     """The (``verbosity``, ``log_file``) that :func:`setup_logging` was last called with (0, None when
     it was not), so a worker process can log the way its parent does."""
-    verbosity, log_file = 0, None
     for h in LOGGER.handlers:
-        if isinstance(h, _ConsoleHandler) and getattr(h, "_repeval_cli", False):
-            verbosity = -1 if h.level > logging.INFO else 1 if h.level < logging.INFO else 0
-        elif isinstance(h, _LogFile) and getattr(h, "_repeval_cli", False):
-            log_file = h.path
-    return verbosity, log_file
+        if getattr(h, "_repeval_cli", False) and hasattr(h, "_repeval_setup"):
+            return h._repeval_setup
+    return 0, None
+
 
 class Progress:
     def __init__(self, quiet: bool = False):

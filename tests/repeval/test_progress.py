@@ -33,13 +33,13 @@ def test_logging_levels_and_log_file(tmp_path, capsys):
     assert sum(isinstance(h, logging.FileHandler) for h in LOGGER.handlers) == 0
 
 
-
 @pytest.mark.parametrize("verbosity", [-1, 0, 1])
 def test_a_worker_can_repeat_the_logging_setup(tmp_path, verbosity):
     setup_logging(verbosity, tmp_path / "run.log")
     assert current_setup() == (verbosity, tmp_path / "run.log")
     setup_logging(verbosity)
     assert current_setup() == (verbosity, None)
+
 
 def test_tensorboard_missing_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)

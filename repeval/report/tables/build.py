@@ -138,6 +138,11 @@ def record_epoch(rec: dict) -> int:
     return rec["epoch"]
 
 
+def record_train_seed(rec: dict) -> int:
+    """The training seed of the encoder a record evaluated (:func:`repeval.store.records.train_seed`)."""
+    return train_seed(rec.get("config") or {})
+
+
 def record_flag(rec: dict, key: str) -> bool | None:
     """A boolean diagnostic (``converged``, ``degenerate``) from the record or its metrics (the runner
     stores a protocol's booleans as 1.0 / 0.0); None when absent or not a boolean."""
@@ -211,7 +216,7 @@ def stale(rec: dict) -> bool:
 
 def encoder_key(rec: dict) -> tuple:
     """The trained encoder a record evaluated: (dataset, model, training seed, epoch)."""
-    return rec.get("dataset"), rec["model"], train_seed(rec.get("config") or {}), record_epoch(rec)
+    return rec.get("dataset"), rec["model"], record_train_seed(rec), record_epoch(rec)
 
 
 def mixed_encoders(records: list[dict]) -> set[tuple]:
@@ -445,40 +450,47 @@ def format_floor(df: pd.DataFrame) -> list[str]:
 TIMING_HEAD = ("train_s", "extract_s")
 
 
+def stage_seconds(records: list[dict]) -> dict[tuple, dict[str, float]]:
+    """Training and extraction seconds per trained encoder and epoch (:func:`encoder_key`): the largest
+    ``timing_s.train`` / ``timing_s.extract`` its records carry. A record carries the training since
+    the previous evaluated epoch of its process (its stretch) and its epoch's extraction; a record
+    written after a resumed or cached stage carries only what its process spent."""
+    stages: dict[tuple, dict[str, float]] = {}
+    for r in records:
+        t = r.get("timing_s") or {}
+        enc = stages.setdefault(encoder_key(r), dict.fromkeys(TIMING_HEAD, 0.0))
+        for c in TIMING_HEAD:
+            enc[c] = max(enc[c], float(t.get(c[:-2]) or 0.0))
+    return stages
+
+
 def timing_table(records: list[dict]) -> pd.DataFrame:
     """Compute budget per model from the records' ``timing_s`` (seconds of wall time).
 
     Columns: ``train_s``, ``extract_s``, one ``<protocol>_s`` per registered protocol that has records
     (registration order), ``other_s`` (records of protocols not registered now), ``total_s``,
-    ``records``, ``encoders`` (trained encoders: training seeds). A record's ``timing_s.train`` is
-    the training since the previous evaluated epoch of its process (its stretch) and ``extract`` its
-    epoch's extraction; a record written after a resumed or cached stage carries only what its process
-    spent. So ``train_s`` and ``extract_s`` take, per trained encoder and epoch, the largest value its
-    records carry, summed over epochs and encoders; protocol columns sum ``timing_s.protocol`` over the
-    model's records (every epoch, every encoder).
+    ``records``, ``encoders`` (trained encoders: training seeds). ``train_s`` and ``extract_s`` sum
+    :func:`stage_seconds` over the model's epochs and encoders; protocol columns sum
+    ``timing_s.protocol`` over the model's records (every epoch, every encoder).
     Records from processes that were paused or shared the CPU carry that wall time too: the table is an
     accounting, not a benchmark.
     """
     present = {r.get("protocol") for r in records}
     seconds = (*TIMING_HEAD, *(f"{p}_s" for p in PROTOCOLS if p in present), "other_s")   # summed into total_s
     rows: dict[str, dict] = {}
-    stages: dict[tuple, dict[str, float]] = {}      # (model, training seed, epoch) -> largest train / extract
     for r in records:
         t = r.get("timing_s") or {}
         row = rows.setdefault(r["model"], {"model": r["model"], "display": r.get("display") or r["model"],
-                                           "records": 0, **{c: 0.0 for c in seconds}})
-        enc = stages.setdefault((r["model"], train_seed(r.get("config") or {}), record_epoch(r)),
-                                dict.fromkeys(TIMING_HEAD, 0.0))
-        for c in TIMING_HEAD:
-            enc[c] = max(enc[c], float(t.get(c[:-2]) or 0.0))
+                                           "records": 0, "encoders": 0, **{c: 0.0 for c in seconds}})
         col = f"{r.get('protocol')}_s"
         row[col if col in seconds[len(TIMING_HEAD):-1] else "other_s"] += float(t.get("protocol") or 0.0)
         row["records"] += 1
-    for (model, _, _), enc in stages.items():
+    stages = stage_seconds(records)
+    for (_, model, _, _), enc in stages.items():
         for c in TIMING_HEAD:
             rows[model][c] += enc[c]
-    for model, _ in {key[:2] for key in stages}:
-        rows[model]["encoders"] = rows[model].get("encoders", 0) + 1
+    for _, model, _ in {key[:3] for key in stages}:        # one per trained encoder (dataset, model, seed)
+        rows[model]["encoders"] += 1
     ordered = sorted(rows.values(), key=lambda row: _order_key(1, row["model"], row["display"]))
     df = pd.DataFrame(ordered, columns=["model", "display", *seconds, "total_s", "records", "encoders"])
     df["total_s"] = df[list(seconds)].sum(axis=1)

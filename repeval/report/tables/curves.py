@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ...registry import PROTOCOLS
-from ...store.records import train_seed
-from .build import _finite, _order_key, one_configuration, record_epoch
+from .build import _finite, _order_key, one_configuration, record_epoch, record_train_seed
 
 CURVE_COLUMNS = ["dataset", "model", "display", "protocol", "metric", "tap", "epoch", "mean", "std", "n", "seeds",
                  "train_seeds"]
@@ -45,20 +44,19 @@ def curve_table(records: list[dict], dataset: str) -> pd.DataFrame:
                 values[(r["model"], proto, m, str(r.get("tap", "")), record_epoch(r))].append(r)
     encoders: dict[tuple, list[set[int]]] = defaultdict(list)     # one curve -> training seeds per epoch
     for key, recs in values.items():
-        encoders[key[:4]].append({train_seed(r.get("config") or {}) for r in recs})
+        encoders[key[:4]].append({record_train_seed(r) for r in recs})
     proto_rank = {p: i for i, p in enumerate(PROTOCOLS)}
     rows = []
     for (model, proto, metric, tap, epoch), recs in values.items():
-        keep = set.intersection(*encoders[(model, proto, metric, tap)]) or {train_seed(r.get("config") or {})
-                                                                              for r in recs}
-        sel = one_configuration([r for r in recs if train_seed(r.get("config") or {}) in keep])[0]
+        keep = set.intersection(*encoders[(model, proto, metric, tap)]) or {record_train_seed(r) for r in recs}
+        sel = one_configuration([r for r in recs if record_train_seed(r) in keep])[0]
         sv = [(r.get("seed", 0), r["metrics"][metric]) for r in sel]
         vals = np.array([v for _, v in sv], dtype=float)
         rows.append({"dataset": dataset, "model": model, "display": display[model], "protocol": proto,
                      "metric": metric, "tap": tap, "epoch": epoch, "mean": float(vals.mean()),
                      "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan, "n": len(vals),
                      "seeds": " ".join(str(s) for s, _ in sorted(sv)),
-                     "train_seeds": " ".join(str(t) for t in sorted({train_seed(r.get("config") or {}) for r in sel}))})
+                     "train_seeds": " ".join(map(str, sorted({record_train_seed(r) for r in sel})))})
     rows.sort(key=lambda r: (_order_key(1, r["model"], r["display"]), proto_rank[r["protocol"]],
                              metrics[r["protocol"]].index(r["metric"]), r["tap"], r["epoch"]))
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)

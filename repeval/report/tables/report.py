@@ -24,9 +24,9 @@ from .. import paper
 from ...data import dataset_names
 from ...engine.presets import PRESETS
 from ...registry import PROTOCOLS
-from ...store.records import train_seed
 from . import diagnosis
-from .build import EM_DASH, FLOOR_MODEL, _order_key, at_epoch, converged_flag, record_epoch, record_flag
+from .build import (EM_DASH, FLOOR_MODEL, _order_key, at_epoch, converged_flag, record_epoch, record_flag,
+                    record_train_seed, stage_seconds)
 from .render import FLAGS, MD, flag_legend, render_markdown
 
 TEMPLATES = "templates"
@@ -370,8 +370,7 @@ class Facts:
         for m in self.curve_models():
             g = c[(c["protocol"] == "mlp") & (c["model"] == m)]
             kept = {int(t) for ts in g["train_seeds"].astype(str) for t in ts.split()}
-            seeds = {train_seed(r.get("config") or {}) for r in self.records
-                     if r["model"] == m and r["protocol"] == "mlp"}
+            seeds = {record_train_seed(r) for r in self.records if r["model"] == m and r["protocol"] == "mlp"}
             if seeds - kept:
                 out.append((m, sorted(seeds - kept)))
         return out
@@ -459,7 +458,7 @@ class Facts:
         """'mlp and knn at epochs 1, 3, 6 and 10; svm, recon at 10': a model's protocols by evaluated
         epochs, per trained encoder ('training seed 1: ...') when the model has several."""
         own = [r for r in self.records if r["model"] == m]
-        seeds = sorted({train_seed(r.get("config") or {}) for r in own})
+        seeds = sorted({record_train_seed(r) for r in own})
 
         def ep(es):
             words = [str(e) for e in es]
@@ -477,8 +476,7 @@ class Facts:
 
         if len(seeds) < 2:
             return one(own)
-        return "; ".join(f"training seed {t}: " + one([r for r in own if train_seed(r.get("config") or {}) == t])
-                         for t in seeds)
+        return "; ".join(f"training seed {t}: " + one([r for r in own if record_train_seed(r) == t]) for t in seeds)
 
     # -- comparisons
     def cmp(self, a: str, b: str, col: str, table: str = "1") -> dict | None:
@@ -654,14 +652,10 @@ class Facts:
                 ("train_s", "extract_s", "other_s", "total_s")] if not self.timing.empty else []
 
     def train_stretches(self, m: str) -> list[tuple[int, int, float]]:
-        """(training seed, epoch, training seconds the record at that epoch carries): the stretch of
-        that encoder's training that ended there."""
-        by = {}
-        for r in self.records:
-            if r["model"] == m and isinstance((r.get("timing_s") or {}).get("train"), (int, float)):
-                key = (train_seed(r.get("config") or {}), record_epoch(r))
-                by[key] = max(by.get(key, 0.0), float(r["timing_s"]["train"]))
-        return sorted((seed, e, s) for (seed, e), s in by.items() if s > 1.0)
+        """(training seed, epoch, training seconds of the stretch that ended there) of model ``m``'s
+        encoders (:func:`repeval.report.tables.build.stage_seconds`)."""
+        return sorted((seed, e, st["train_s"]) for (_, model, seed, e), st in
+                      stage_seconds([r for r in self.records if r["model"] == m]).items() if st["train_s"] > 1.0)
 
     # -- provenance
     def provenance(self) -> dict:
