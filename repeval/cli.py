@@ -17,10 +17,11 @@ from .config import ConfigError, format_sections, merge_overrides, parse_overrid
 from .data import dataset_names
 from .engine.config_file import read_config_file
 from .engine.presets import PRESETS
-from .engine.session import RunRequest, execute, guarded, register_plugins
-from .launch import LaunchError
+from .engine.session import RunRequest, execute, guarded
+from .launch import LaunchError, check_jobs
 from .launch.options import add_run_options, add_status_command
 from .plugin.discovery import load_builtins
+from .plugin.loader import register_plugins
 from .registry import MODELS, PROTOCOLS
 
 
@@ -195,7 +196,7 @@ def run_request(args, models: list[str], protocols: list[str]) -> RunRequest:
         rerun=tuple(_listarg(opt("rerun")) or ()), train_only=bool(opt("train_only")), dry_run=bool(opt("dry_run")),
         tensorboard=path(opt("tensorboard")), no_table=bool(opt("no_table")), plugins=tuple(args.plugin),
         pretrained=tuple(args.pretrained), backbones=tuple(args.backbone), verbose=args.verbose, quiet=args.quiet,
-        log_file=path(args.log_file))
+        log_file=path(args.log_file), jobs=opt("jobs") if (opt("executor") or "inline") == "inline" else None)
 
 
 def resolved_sections(opts) -> dict[str, object]:
@@ -263,7 +264,8 @@ def cmd_run(args) -> int:
         PROTOCOLS.get(q)
     req = run_request(args, models, protocols)
     _resolved(req)  # bad keys, values, seeds and devices fail before the dataset is even loaded
-    if args.executor != "inline" or args.jobs is not None or args.devices is not None:
+    check_jobs(args.jobs)
+    if args.executor != "inline" or args.devices is not None:
         from .launch import launch
         return launch(req, args)  # one shard per model, each running its own copy of req
     totals = execute(req)

@@ -41,5 +41,8 @@ def _load_and_cpus() -> tuple[float, int]:
         return float(cpus), cpus
 
 
-OMP_WAIT_POLICY_FROM_USER = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
-os.environ.update(openmp_wait(os.environ, *_load_and_cpus()))
+SET_BY_REPEVAL = "REPEVAL_SET_OMP_WAIT"   # marks the settings a parent repeval chose (its worker processes inherit them)
+OMP_WAIT_POLICY_FROM_USER = (("OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ)
+                             and SET_BY_REPEVAL not in os.environ)
+_ours = openmp_wait(os.environ, *_load_and_cpus())
+os.environ.update(_ours, **({SET_BY_REPEVAL: "1"} if _ours else {}))

@@ -15,6 +15,16 @@ repeval.load_builtins()
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def inline_by_default():
+    """`repeval run` keeps its models in the test's process unless a test passes --jobs (spawned
+    workers would not see the test's registrations and patches; tests/repeval/test_workers.py
+    tests them). Session-wide, so module fixtures that run the grid see it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("repeval.engine.session.default_jobs", lambda device, turns: 1)
+        yield
+
+
 @pytest.fixture
 def tiny_run(tmp_path):
     """Arguments for a tiny `repeval run` on the embedded digits data inside tmp_path."""

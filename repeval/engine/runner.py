@@ -85,6 +85,12 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)   # invalid records found (recomputed)
 
+    def merge(self, other: RunSummary) -> None:
+        self.written += other.written
+        self.skipped += other.skipped
+        self.failures += other.failures
+        self.invalid += other.invalid
+
 
 @dataclass(frozen=True)
 class Resolved:
@@ -188,8 +194,10 @@ def model_dir(opts: RunOptions, ds: Dataset, name: str, train_key: str) -> Path:
     return Path(opts.workdir) / "models" / ds.name / f"{name}-{train_key}"
 
 
-def run(opts: RunOptions, ds: Dataset) -> RunSummary:
-    """Run every requested model through every requested protocol on ``ds``."""
+def run(opts: RunOptions, ds: Dataset, workers=None) -> RunSummary:
+    """Run every requested model through every requested protocol on ``ds``: one model after
+    another here, or spread over ``workers`` (a :class:`repeval.engine.workers.ModelWorkers`;
+    a dry run stays here)."""
     cfg = resolve_configs(opts)
     layout = ResultsLayout(opts.results, ds.name)
     summary = RunSummary()
@@ -197,43 +205,49 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
         check_writable(layout.root, Path(opts.workdir))
         sweep_stale_tmp(layout.root, Path(opts.workdir))
     prog = Progress(quiet=opts.quiet)
-    folders = {"results": Path(opts.results), "work": Path(opts.workdir)}
     runs = [(n, c) for n in dict.fromkeys(opts.models)      # a model named twice runs once
             for c in _per_train_seed(cfg, opts.train_seeds)]
     first, timings = first_pass(runs, opts, ds, layout)
-    overall = None
+    overall, ests = None, {}
     if not opts.dry_run and not opts.train_only:
         ests = {k: estimate(work_of(p, opts, c, ds), timings)
                 for (k, p), (_, c) in zip(first.items(), runs) if p is not None}
-        overall = _start_overall(ests, timings, opts, prog)
+        overall = _start_overall(ests, timings, opts, prog, workers.jobs if workers is not None else 1)
     estimates = []
+
+    def report(key, kind: str, *args) -> None:
+        """A model's turn reports: ``"plan"`` (its work, found under its lock), ``"epoch"`` (model,
+        epoch, mean losses: ``on_epoch``) or progress (``"train"``, ``"extract"``, ``"record"``)."""
+        if kind == "epoch":
+            opts.on_epoch(*args)
+        elif overall is None:
+            return
+        elif kind == "plan":
+            overall.replan(key, estimate(args[0], timings))
+        else:
+            overall.advance(key, kind, *args)
+
+    def here(key, name: str, cfg: Resolved) -> None:
+        try:
+            model_turn(name, opts, cfg, ds, layout, summary, prog, lambda kind, *a: report(key, kind, *a),
+                       earlier=first[key], estimates=estimates, timings=timings)
+        finally:
+            if overall is not None:
+                overall.model_done(key)
+
+    turns = [(key, name, cfg) for key, (name, cfg) in zip(first, runs)]
     try:
-        for key, (name, cfg) in zip(first, runs):
-            try:
-                lock = nullcontext() if opts.dry_run else model_lock(
-                    model_lock_path(opts.workdir, ds.name, name),
-                    on_wait=lambda who, name=name: log(f"warning: [{name}] {who} is running this model; waiting"))
-                with lock:   # a second process on this model waits, then finds its records present
-                    plan = plan_model(name, opts, cfg, ds, layout, summary, earlier=first[key])
-                    if overall is not None:
-                        overall.replan(key, estimate(work_of(plan, opts, cfg, ds), timings))
-                    if opts.dry_run:   # before --train-only: a dry run never computes
-                        estimates.append(estimate(work_of(plan, opts, cfg, ds), timings))
-                        describe_plan(plan, opts, ds, describe(estimates[-1], timings))
-                    elif opts.train_only:
-                        train_model(plan, opts, cfg, ds, prog)
-                    elif not plan.tasks:
-                        log(f"[{name}] all {plan.present} records present: nothing to train, extract or evaluate",
-                            opts.quiet)
-                    else:
-                        tick = (lambda part, share=1.0, key=key: overall.advance(key, part, share)) if overall else None
-                        run_model(plan, opts, cfg, ds, layout, summary, prog, tick=tick)
-            except (DivergenceError, CheckpointError, OSError) as e:   # OSError: an unwritable folder, a full disk
-                why = describe_os_error(e, folders) if isinstance(e, OSError) else str(e)
-                msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{why}"
-                log(f"error: {msg}; continuing with the next model")
-                summary.failures.append(msg)
-            finally:
+        if workers is None or opts.dry_run:
+            for turn in turns:
+                here(*turn)
+        else:   # a model with nothing to do is checked here; the others go longest first, so the workers end together
+            idle = {k for k, p in first.items() if p is not None and not (p.tasks or p.retrain or opts.train_only)}
+            for turn in turns:
+                if turn[0] in idle:
+                    here(*turn)
+            rest = sorted((t for t in turns if t[0] not in idle), key=lambda t: -ests[t[0]].total if t[0] in ests else 0)
+            for key, result in workers.run(rest, opts, report):
+                summary.merge(result)
                 if overall is not None:
                     overall.model_done(key)
     finally:
@@ -242,6 +256,39 @@ def run(opts: RunOptions, ds: Dataset) -> RunSummary:
     if opts.dry_run:
         print(describe_total(estimates, timings))
     return summary
+
+
+def model_turn(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout, summary: RunSummary,
+               prog: Progress, report: Callable, earlier: ModelPlan | None = None, estimates: list | None = None,
+               timings: Timings | None = None) -> None:
+    """One model's turn (in this process or in a worker, :mod:`repeval.engine.workers`): under its
+    lock, plan it again, then describe it (``--dry-run``), train it (``--train-only``) or run it.
+    ``report(kind, *args)`` hears of its work (see :func:`run`). A diverging model, a bad checkpoint
+    or a folder that cannot be written goes into ``summary.failures`` and the run goes on."""
+    folders = {"results": Path(opts.results), "work": Path(opts.workdir)}
+    try:
+        lock = nullcontext() if opts.dry_run else model_lock(
+            model_lock_path(opts.workdir, ds.name, name),
+            on_wait=lambda who: log(f"warning: [{name}] {who} is running this model; waiting"))
+        with lock:   # a second process on this model waits, then finds its records present
+            plan = plan_model(name, opts, cfg, ds, layout, summary, earlier=earlier)
+            work = work_of(plan, opts, cfg, ds)
+            report("plan", work)
+            if opts.dry_run:   # before --train-only: a dry run never computes
+                estimates.append(estimate(work, timings))
+                describe_plan(plan, opts, ds, describe(estimates[-1], timings))
+            elif opts.train_only:
+                train_model(plan, opts, cfg, ds, prog, report)
+            elif not plan.tasks:
+                log(f"[{name}] all {plan.present} records present: nothing to train, extract or evaluate",
+                    opts.quiet)
+            else:
+                run_model(plan, opts, cfg, ds, layout, summary, prog, report)
+    except (DivergenceError, CheckpointError, OSError) as e:   # OSError: an unwritable folder, a full disk
+        why = describe_os_error(e, folders) if isinstance(e, OSError) else str(e)
+        msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{why}"
+        log(f"error: {msg}; continuing with the next model")
+        summary.failures.append(msg)
 
 
 def first_pass(runs: list, opts: RunOptions, ds: Dataset, layout: ResultsLayout) -> tuple[dict, Timings]:
@@ -284,13 +331,18 @@ def work_of(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset) -> Wo
                 extracts=len(need), images=n_train + n_test, n_train=n_train)
 
 
-def _start_overall(ests: dict[tuple, Estimate], timings: Timings, opts: RunOptions, prog: Progress) -> Overall | None:
-    """The overall progress line, when the first pass found records to compute."""
+def _start_overall(ests: dict[tuple, Estimate], timings: Timings, opts: RunOptions, prog: Progress,
+                   jobs: int = 1) -> Overall | None:
+    """The overall progress line, when the first pass found records to compute (with ``jobs``
+    worker processes, the estimate is also shared among them)."""
     n = sum(len(e.records) for e in ests.values())
     if not n:
         return None
-    log(f"[overall] {n} records to compute over {sum(1 for e in ests.values() if e.records)} model(s), estimated "
-        f"{fmt_seconds(sum(e.total for e in ests.values()))} ({source_of(list(ests.values()), timings)})", opts.quiet)
+    models, total = sum(1 for e in ests.values() if e.records), sum(e.total for e in ests.values())
+    share = min(jobs, models)
+    log(f"[overall] {n} records to compute over {models} model(s), estimated {fmt_seconds(total)}"
+        + (f" of work, about {fmt_seconds(total / share)} in {share} worker processes" if share > 1 else "")
+        + f" ({source_of(list(ests.values()), timings)})", opts.quiet)
     return Overall(ests, prog, quiet=opts.quiet)
 
 
@@ -400,7 +452,8 @@ def describe_plan(plan: ModelPlan, opts: RunOptions, ds: Dataset, estimate_line:
     print("\n".join(lines))
 
 
-def train_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, prog: Progress) -> None:
+def train_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, prog: Progress,
+                report: Callable = lambda kind, *a: None) -> None:
     """``--train-only``: bring a trained family to its last epoch, keeping each evaluation epoch's
     snapshot, so that a later run (here or elsewhere) only extracts and evaluates."""
     if not plan.family.trains or plan.epochs[-1] == 0:
@@ -409,38 +462,38 @@ def train_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, p
     if (mdir / f"epoch-{plan.epochs[-1]}.pt").exists():
         log(f"[{plan.name}] trained to epoch {plan.epochs[-1]} already", opts.quiet)
         return
-    encoder_at(family, plan.epochs[-1], plan, opts, cfg, mdir, _training_subset(ds, cfg.train, device), prog)
+    encoder_at(family, plan.epochs[-1], plan, opts, cfg, mdir, _training_subset(ds, cfg.train, device), prog, report)
     log(f"[{plan.name}] trained to epoch {plan.epochs[-1]}: {mdir}", opts.quiet)
 
 
 def run_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout,
-              summary: RunSummary, prog: Progress, tick: Callable | None = None) -> None:
+              summary: RunSummary, prog: Progress, report: Callable = lambda kind, *a: None) -> None:
     """Stages 2-4 for one model: for each epoch that owes records, encoder -> features -> records.
 
-    ``tick(part, share)``, if given, hears of the work done (the run's overall progress line): a
-    share of the training (``"train"``) or extraction (``"extract"``) left, or a ``"record"``."""
+    ``report(part, share)`` hears of the work done (the run's overall progress line): a share of
+    the training (``"train"``) or extraction (``"extract"``) left, or a ``"record"``; and
+    ``report("epoch", model, epoch, losses)`` of each trained epoch's mean losses."""
     family, device, mdir = _prepare(plan, opts, ds)
     need = sorted({t.epoch for t in plan.tasks})
     train_data = None
-    tick = tick or (lambda part, share=1.0: None)
     for i, epoch in enumerate(need):
         t0 = time.time()
         if family.trains and epoch > 0 and train_data is None and not (mdir / f"epoch-{epoch}.pt").exists():
             train_data = _training_subset(ds, cfg.train, device)
-        history = encoder_at(family, epoch, plan, opts, cfg, mdir, train_data, prog)
+        history = encoder_at(family, epoch, plan, opts, cfg, mdir, train_data, prog, report)
         train_s = time.time() - t0
-        tick("train", (epoch - (need[i - 1] if i else 0)) / max(need[-1] - (need[i - 1] if i else 0), 1))
+        report("train", (epoch - (need[i - 1] if i else 0)) / max(need[-1] - (need[i - 1] if i else 0), 1))
         t0 = time.time()
         feats, hit = extract_features(family.encoder.eval(), plan.name, ds, opts, device, prog,
                                       refresh=plan.retrain)
         extract_s = time.time() - t0
-        tick("extract", 1 / (len(need) - i))
+        report("extract", 1 / (len(need) - i))
         tasks = [t for t in plan.tasks if t.epoch == epoch]
         log(f"[{plan.name}] epoch {epoch}: encoder ready ({train_s:.0f} s), features "
             f"{'cached' if hit else 'extracted'} ({extract_s:.0f} s); {len(tasks)} records to run", opts.quiet)
         evaluate(plan, tasks, feats, history, ds, opts, cfg, layout, summary, prog,
                  {"train": round(train_s, 3), "extract": round(extract_s, 3), "features_cached": hit},
-                 on_record=lambda: tick("record"))
+                 on_record=lambda: report("record"))
 
 
 def _prepare(plan: ModelPlan, opts: RunOptions, ds: Dataset) -> tuple[Family, torch.device, Path]:
@@ -453,8 +506,10 @@ def _prepare(plan: ModelPlan, opts: RunOptions, ds: Dataset) -> tuple[Family, to
 
 
 def encoder_at(family: Family, epoch: int, plan: ModelPlan, opts: RunOptions, cfg: Resolved, mdir: Path,
-               train_data, prog: Progress) -> list[dict]:
-    """Stage 2: put ``family`` in its state after ``epoch`` epochs; returns the loss history so far."""
+               train_data, prog: Progress, report: Callable = lambda kind, *a: None) -> list[dict]:
+    """Stage 2: put ``family`` in its state after ``epoch`` epochs; returns the loss history so far
+    (each epoch's mean losses reported as ``report("epoch", model, epoch, losses)`` when ``on_epoch``
+    listens)."""
     if not family.trains or epoch == 0:
         return []
     snap = mdir / f"epoch-{epoch}.pt"
@@ -474,7 +529,7 @@ def encoder_at(family: Family, epoch: int, plan: ModelPlan, opts: RunOptions, cf
         history = train(family, x, y, mdir / "train.pt", until=epoch, name=plan.name, progress=on_step,
                         keep=lambda e: mdir / f"epoch-{e}.pt" if e in points else None)
     for e, losses in enumerate(history if opts.on_epoch else [], 1):
-        opts.on_epoch(plan.name, e, losses)
+        report("epoch", plan.name, e, losses)
     return history
 
 

@@ -14,24 +14,28 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+import torch
 
 from ..config import ConfigError
 from ..data import DataError, load_dataset
 from ..plugin.discovery import load_builtins
-from ..plugin.loader import PluginError, load_plugin
+from ..plugin.loader import PluginError, register_plugins
 from ..registry import RegistryError
 from ..store.guards import check_log_file, describe_os_error
-from ..store.progress import LOGGER, TensorBoardLog, setup_logging
+from ..store.progress import LOGGER, TensorBoardLog, current_setup, setup_logging
 from ..store.records import RecordError
 from ..store.storage import CheckpointError
 from .features import EncoderContractError
 from .presets import PRESETS
 from .runner import RunOptions, run
+from .workers import ModelWorkers, WorkerDied, WorkerSetup, default_jobs
 
 USER_ERRORS = (RegistryError, ConfigError, DataError, PluginError, CheckpointError, EncoderContractError,
-               RecordError)
+               RecordError, WorkerDied)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class RunRequest:
     dry_run: bool = False
     tensorboard: str | None = None
     no_table: bool = False
+    jobs: int | None = None                         # worker processes (None: workers.default_jobs)
     # the process: what it registers before running, and how it logs
     plugins: tuple[str, ...] = ()
     pretrained: tuple[str, ...] = ()
@@ -74,7 +79,7 @@ class RunRequest:
 
     def for_shard(self, model: str, device: str) -> RunRequest:
         """This request for one model on one device, its own ``--rerun`` items only, no tables."""
-        return replace(self, models=(model,), device=device, no_table=True,
+        return replace(self, models=(model,), device=device, no_table=True, jobs=1,
                        rerun=tuple(r for r in self.rerun if r.partition("/")[0] == model))
 
     def folders(self) -> dict[str, Path]:
@@ -100,44 +105,41 @@ class RunTotals:
         return f"{self.written} records written, {self.skipped} already present, {self.failures} failures"
 
 
-def register_plugins(plugins=(), pretrained=(), backbones=(), download: bool = False) -> None:
-    """``--plugin`` files, ``--pretrained`` checkpoints and ``--backbone`` models, in that order."""
-    from ..estimators.nets import SharedEncoder
-    from ..plugin.backbones import parse_backbone_arg
-    from ..plugin.zoo import register_backbone_spec, register_encoder
-
-    for path in plugins:
-        load_plugin(path)
-    for item in pretrained:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
-        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained", origin=f"--pretrained {item}")
-    for item in backbones:
-        name, spec, display = parse_backbone_arg(item, download=download)
-        register_backbone_spec(name, spec, display, origin=f"--backbone {item}")
-
-
 def datasets_for(req: RunRequest):
-    """(dataset, models) to run: the dataset once for every model, or, for ``imagefolder:`` data,
-    once per input size the models take (:func:`repeval.plugin.zoo.input_size_groups`), loaded lazily."""
+    """(dataset, models, image size) to run: the dataset once for every model, or, for
+    ``imagefolder:`` data, once per input size the models take
+    (:func:`repeval.plugin.zoo.input_size_groups`), loaded lazily."""
     from ..plugin.zoo import input_size_groups
 
     models = list(req.models)
     groups = input_size_groups(models) if req.dataset.startswith("imagefolder:") else [(None, models)]
     for size, group in groups:
-        yield load_dataset(req.dataset, req.data_root, req.download, image_size=size), group
+        yield load_dataset(req.dataset, req.data_root, req.download, image_size=size), group, size
+
+
+def workers_for(req: RunRequest, group: list[str], size: int | None) -> ModelWorkers | None:
+    """The worker processes that run ``group`` (None: this process runs them): ``--jobs``,
+    else :func:`repeval.engine.workers.default_jobs`; each worker gets the parent's torch threads
+    divided among the workers."""
+    turns = len(group) * max(1, len(req.train_seeds))
+    jobs = req.jobs if req.jobs is not None else default_jobs(req.device, turns)
+    if jobs <= 1 or req.dry_run:
+        return None
+    load = partial(load_dataset, req.dataset, req.data_root, req.download, image_size=size)
+    return ModelWorkers(jobs, WorkerSetup(load, max(1, torch.get_num_threads() // jobs), current_setup(),
+                                          req.plugins, req.pretrained, req.backbones, req.download))
 
 
 def execute(req: RunRequest) -> RunTotals:
-    """Run ``req`` in this process (models and protocols registered, options checked)."""
+    """Run ``req`` here or in worker processes (models and protocols registered, options checked)."""
     opts = req.options()
     tb = opts.on_epoch = TensorBoardLog(req.tensorboard) if req.tensorboard and not req.dry_run else None
     totals = RunTotals()
     try:
-        for ds, group in datasets_for(req):
+        for ds, group, size in datasets_for(req):
             summary = run(replace(opts, models=group, rerun=tuple(r for r in opts.rerun
-                                                                  if r.partition("/")[0] in group)), ds)
+                                                                  if r.partition("/")[0] in group)), ds,
+                          workers_for(req, group, size))
             totals.written += len(summary.written)
             totals.skipped += summary.skipped
             totals.failures += len(summary.failures)

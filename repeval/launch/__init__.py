@@ -22,7 +22,9 @@ from .layout import launch_folder, logs_folder, new_launch_id, outcome_path, rea
     write_manifest
 from .shard import Shard, logs_tail
 
-__all__ = ["LaunchError", "Shard", "launch"]
+__all__ = ["LaunchError", "Shard", "check_jobs", "launch"]
+
+MAX_JOBS = 10_000
 
 
 def _require_submitit(executor: str) -> None:
@@ -51,18 +53,24 @@ def parse_devices(spec: str | None, default: str) -> list[str]:
 
 def _counts(args) -> tuple:
     """(option, value, lowest, highest) of every count an executor option takes."""
-    return (("--jobs", args.jobs, 1, 10_000), ("--slurm-time", args.slurm_time, 1, 525_600),
+    return (("--jobs", args.jobs, 1, MAX_JOBS), ("--slurm-time", args.slurm_time, 1, 525_600),
             ("--slurm-gpus", args.slurm_gpus, 0, 64), ("--slurm-cpus", args.slurm_cpus, 1, 4096),
             ("--slurm-mem-gb", args.slurm_mem_gb, 0.001, 65_536), ("--slurm-max-requeue", args.slurm_max_requeue, 0, 1000))
+
+
+def check_jobs(jobs: int | None) -> None:
+    """``--jobs`` in its range (one line, before any data loads)."""
+    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+        raise LaunchError(f"--jobs must be in [1, {MAX_JOBS}], got {jobs}")
 
 
 def check_options(args) -> list[str]:
     """Executor options that make no sense together: one line, before any data loads. Returns the
     devices of the workers."""
     if args.executor == "inline":
-        for name, value in (("--jobs", args.jobs), ("--devices", args.devices)):
-            if value is not None:
-                raise LaunchError(f"{name} needs --executor local or --executor slurm")
+        if args.devices is not None:
+            raise LaunchError("--devices needs --executor local or --executor slurm")
+        check_jobs(args.jobs)
         return [args.device]
     if getattr(args, "dry_run", False):
         raise LaunchError("--dry-run shows the plan in this process: drop --executor")

@@ -18,8 +18,10 @@ def add_run_options(r: argparse.ArgumentParser) -> None:
                    help="inline: this process (default); local: submitit local jobs on this host; "
                         "slurm: one Slurm job array (needs the 'slurm' extra)")
     g.add_argument("--jobs", type=int, metavar="N",
-                   help="shards running at once (local default: one per --devices entry, else 1; "
-                        "slurm default: all)")
+                   help="inline: worker processes sharing this run's models and torch threads (default on "
+                        "CPU: one per torch thread when two or more models are asked for, else 1; 1 on "
+                        "a GPU); local: shards running at once (default: one per --devices entry, else "
+                        "1); slurm: shards at once (default: all)")
     g.add_argument("--devices", metavar="LIST",
                    help="local: devices given to the workers round-robin, e.g. cuda:0,cuda:1 "
                         "(each worker sees only its GPU)")

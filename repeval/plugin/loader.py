@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from ..config import ConfigError
+
 
 class PluginError(RuntimeError):
     pass
@@ -29,3 +31,21 @@ def load_plugin(path: str | Path) -> None:
     except Exception as e:
         del sys.modules[mod_name]
         raise PluginError(f"plugin {p} failed to load: {type(e).__name__}: {e}") from None
+
+
+def register_plugins(plugins=(), pretrained=(), backbones=(), download: bool = False) -> None:
+    """``--plugin`` files, ``--pretrained`` checkpoints and ``--backbone`` models, in that order."""
+    from ..estimators.nets import SharedEncoder
+    from .backbones import parse_backbone_arg
+    from .zoo import register_backbone_spec, register_encoder
+
+    for path in plugins:
+        load_plugin(path)
+    for item in pretrained:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--pretrained expects NAME=PATH, got {item!r}")
+        register_encoder(name, SharedEncoder, checkpoint=path, source="pretrained", origin=f"--pretrained {item}")
+    for item in backbones:
+        name, spec, display = parse_backbone_arg(item, download=download)
+        register_backbone_spec(name, spec, display, origin=f"--backbone {item}")

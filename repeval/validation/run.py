@@ -73,7 +73,7 @@ def default_jobs(device: str, checks: int) -> int:
 def _worker_init(plugins: tuple[str, ...], threads: int, logging_setup: tuple) -> None:
     """A spawned worker: the checks registered as in the parent, its torch thread count, its logging
     (console level and ``--log-file``, :func:`repeval.store.progress.current_setup`)."""
-    from ..engine.session import register_plugins
+    from ..plugin.loader import register_plugins
     from ..plugin.discovery import load_builtins
 
     setup_logging(*logging_setup)

@@ -9,7 +9,7 @@ shard (a script, not a test; needs submitit).
 
 Four ``repeval run`` commands, each a fresh process on fresh folders under ``--root``:
 
-1. inline, the whole grid;                    2. ``--executor local --jobs N``, the whole grid;
+1. inline (``--jobs 1``), the whole grid;     2. ``--executor local --jobs N``, the whole grid;
 3. inline again on 1's folders (every record present: nothing computed);
 4. local again on 2's folders (every shard starts, loads, finds its records present, ends).
 
@@ -82,9 +82,9 @@ def main() -> None:
     print(f"grid: {n} models ({a.models}) x protocols {a.protocols} on {a.dataset}, {a.preset} preset, "
           f"--set {' '.join(a.set)}; inline on {a.device}, local on {a.devices or a.device}")
     print(f"load average before: {load()}")
-    t_inline = timed(cmd("inline"))
+    t_inline = timed(cmd("inline", "--jobs", "1"))
     t_local = timed(cmd("local", *local))
-    t_inline0 = timed(cmd("inline"))
+    t_inline0 = timed(cmd("inline", "--jobs", "1"))
     t_local0 = timed(cmd("local", *local))
     print(f"load average after:  {load()}")
     same = records(root / "inline" / "r") == records(root / "local" / "r")

@@ -131,7 +131,7 @@ def test_shard_request_carries_every_run_option_but_the_launchers():
         overrides={"train": {"epochs": "2"}, "mlp": {"milestones": "(2,3)"}}, seeds=2, train_seeds=(0, 1),
         device="cuda", workdir="w", results="r", data_root="dr", download=True, rerun=("vae/mlp",),
         tensorboard="tb", no_table=True, plugins=("p.py",), pretrained=("x=e.pt",), verbose=2, quiet=True,
-        log_file="l.txt")
+        log_file="l.txt", jobs=1)
     # every option of `run` reaches the request, or is the launcher's own: a new option cannot be dropped
     run_parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
     carried = {"models", "protocols", "dataset", "preset", "config", "seeds", "train_seeds", "device", "workdir",
@@ -142,7 +142,6 @@ def test_shard_request_carries_every_run_option_but_the_launchers():
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--jobs", "2"], "--jobs needs --executor local or --executor slurm"),
     (["--devices", "cpu"], "--devices needs --executor local or --executor slurm"),
     (["--executor", "local", "--jobs", "0"], "--jobs must be in [1, 10000], got 0"),
     (["--executor", "local", "--devices", "gpu0"], "--devices: bad device 'gpu0'"),
@@ -218,7 +217,7 @@ def test_two_runs_at_once_do_the_work_once(grid, tmp_path, same_threads, monkeyp
     """Two `repeval run` on the same folders: every record once, equal to one run's; trained once."""
     root, steps = tmp_path / "c", tmp_path / "steps.log"
     monkeypatch.setenv("SLOW_STEPS_LOG", str(steps))
-    cmd = [sys.executable, "-m", "repeval", *grid.args(root)]
+    cmd = [sys.executable, "-m", "repeval", *grid.args(root, "--jobs", "1")]   # one process each, like the reference
     errs = [tmp_path / f"err{i}.txt" for i in range(2)]
     with model_lock(model_lock_path(root / "w", "digits", "slowfam")):   # both reach slowfam together
         procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(e, "w")) for e in errs]

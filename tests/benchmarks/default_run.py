@@ -1,0 +1,72 @@
+"""Benchmark: the default ``repeval run`` (every model x every protocol on digits, ``quick`` preset)
+from an empty folder, in one process (``--jobs 1``: every torch thread on one model at a time)
+against the default (one worker process per torch thread, :mod:`repeval.engine.workers`), and the
+default again on its own folders (every record present). A script, not a test.
+
+    python tests/benchmarks/default_run.py                 # the whole zoo (about 5 minutes on 2 cores)
+    python tests/benchmarks/default_run.py --models ae,random --protocols mlp,mine
+
+Each command is a fresh ``repeval`` process on fresh folders under ``--root``; wall and CPU seconds
+(the children's user + system time) and the host's ISA and load average are printed, with the
+ratio of the two wall times. Run it on an idle machine: the load average before and after says
+whether it was.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import cpu_info, load  # noqa: E402
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall s, CPU s of the process and its workers, last stderr line) of ``cmd``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, (proc.stderr.strip().splitlines() or [""])[-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", help="default: every registered model")
+    ap.add_argument("--protocols", help="default: every protocol")
+    ap.add_argument("--root", type=Path, help="scratch folder (default: a new temporary folder)")
+    a = ap.parse_args()
+    root = a.root or Path(tempfile.mkdtemp(prefix="repeval-default-run-"))
+    grid = [*(["--models", a.models] if a.models else []), *(["--protocols", a.protocols] if a.protocols else [])]
+
+    def cmd(tag: str, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "repeval", "run", *grid, "--quiet", "--no-table",
+                "--workdir", str(root / tag / "w"), "--results", str(root / tag / "r"), *extra]
+
+    import torch
+    print(f"cpu: {cpu_info()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch threads per process by default")
+    print(f"grid: {a.models or 'every model'} x {a.protocols or 'every protocol'}, digits, quick preset; "
+          f"scratch {root}")
+    print(f"load average before: {load()}")
+    one = timed(cmd("one", "--jobs", "1"))
+    default = timed(cmd("default"))
+    again = timed(cmd("default"))
+    print(f"load average after:  {load()}")
+    for name, (wall, cpu, last) in (("--jobs 1 (one process)", one), ("default (workers)", default),
+                                     ("default, repeat", again)):
+        print(f"{name:<24} {wall:7.1f} s wall {cpu:7.1f} s CPU   {last}")
+    print(f"one process / default = {one[0] / default[0]:.2f}x (wall)")
+
+
+if __name__ == "__main__":
+    main()
