@@ -30,24 +30,28 @@ from typing import Iterable
 
 from ..config import config_hash
 from ..store.progress import Progress, log
+from .presets import PRESETS
 
-# Seconds per record per 1,000 training images (quick preset budgets, digits, 2 CPU cores; the
-# medians over models of the committed results/digits records, divided by 1.437 (digits' 1,437 training images).
+# Seconds per record per 1,000 training images at the quick preset's budgets on digits: the medians
+# over models of the committed results/digits records (the default run: worker processes of one torch
+# thread on 2 AMD EPYC Zen 5 cores, 2026-12-05), divided by 1.437 (digits' 1,437 training images);
+# cost_table() regenerates them. Seconds of one record where one call computes several seeds (mlp,
+# svm) are the call's share.
 COST_PER_1K = {
-    ("knn", "conv"): 0.05, ("knn", "fc"): 0.02, ("knn", "y"): 0.01,
-    ("linear", "conv"): 0.86, ("linear", "fc"): 0.27, ("linear", "y"): 0.1,
-    ("mlp", "conv"): 1.42, ("mlp", "fc"): 0.8, ("mlp", "y"): 0.58,
-    ("svm", "conv"): 0.84, ("svm", "fc"): 0.27, ("svm", "y"): 0.12,
-    ("mine", "y"): 4.47, ("ndm", "y"): 2.57, ("recon", "y"): 1.58,
+    ("knn", "conv"): 0.03, ("knn", "fc"): 0.01, ("knn", "y"): 0.01,
+    ("linear", "conv"): 0.41, ("linear", "fc"): 0.08, ("linear", "y"): 0.03,
+    ("mlp", "conv"): 0.71, ("mlp", "fc"): 0.21, ("mlp", "y"): 0.05,
+    ("svm", "conv"): 0.41, ("svm", "fc"): 0.1, ("svm", "y"): 0.02,
+    ("mine", "y"): 1.34, ("ndm", "y"): 0.89, ("recon", "y"): 0.61,
 }
 COST_DEFAULT_1K = 1.0            # a protocol or tap the table does not know, per record per 1,000 images
-QUICK_BUDGETS = {"mlp": {"epochs": 10}, "svm": {"epochs": 10}, "recon": {"epochs": 2},
-                 "mine": {"steps": 1000}, "ndm": {"steps": 1000}}
-TRAIN_PER_1K_EPOCH = 4.0         # seconds per training epoch per 1,000 images (digits median, 2 cores)
-TRAIN_PER_1K_EPOCH_MODEL = {"bigan": 16.5, "ae": 5.5, "aae": 7.1}   # the slow ones, ibid.
-EXTRACT_PER_1K = 1.0             # seconds to extract every tap of 1,000 images (train + test), ibid.
+TRAIN_PER_1K_EPOCH = 2.0         # seconds per training epoch per 1,000 images (digits median, ibid.)
+TRAIN_PER_1K_EPOCH_MODEL = {"bigan": 6.6, "aae": 4.2}   # the slow ones, ibid.
+EXTRACT_PER_1K = 0.44            # seconds to extract every tap of 1,000 images (train + test), ibid.
 BUDGET_KEYS = ("epochs", "steps")
 COST_MODEL = "cost model"
+# The budgets COST_PER_1K was measured at: the quick preset's epochs and steps.
+QUICK_BUDGETS = {p: {k: v for k, v in sec.items() if k in BUDGET_KEYS} for p, sec in PRESETS.get("quick").sections.items()}
 
 
 @dataclass(frozen=True)
@@ -250,14 +254,22 @@ def source_of(estimates: list[Estimate], timings: Timings) -> str:
             + (" and the cost model" if any("cost" in v for v in used) else ""))
 
 
-def describe_total(estimates: list[Estimate], timings: Timings) -> str:
-    """The dry run's last line: the whole run's estimate and its source."""
+def describe_total(estimates: list[Estimate], timings: Timings, jobs: int = 1) -> str:
+    """The dry run's last line: the whole run's estimate and its source (with ``jobs`` worker
+    processes, also the work shared among them)."""
     total = sum(e.total for e in estimates)
     n = sum(len(e.records) for e in estimates)
     if not n:
         return "estimated total: 0s (nothing to compute)"
-    return (f"estimated total: {fmt_seconds(total)} for {n} records over "
-            f"{sum(1 for e in estimates if e.records)} model(s) ({source_of(estimates, timings)})")
+    models = sum(1 for e in estimates if e.records)
+    return (f"estimated total: {fmt_seconds(total)} for {n} records over {models} model(s)"
+            + in_workers(total, jobs, models) + f" ({source_of(estimates, timings)})")
+
+
+def in_workers(total: float, jobs: int, models: int) -> str:
+    """``", about 1m05s in 2 worker processes"`` when the work is shared, else ``""``."""
+    share = min(jobs, models)
+    return f", about {fmt_seconds(total / share)} in {share} worker processes" if share > 1 else ""
 
 
 class Overall:

@@ -50,7 +50,7 @@ from ..store.provenance import provenance
 from ..store.records import LINK_NOTE, SCHEMA, Record, RecordError, ResultsLayout, train_seed
 from ..store.storage import CheckpointError, state_dict_hash, sweep_stale_tmp
 from .estimate import (Estimate, Overall, Owed, Timings, Work, describe, describe_total, estimate, fmt_seconds,
-                       source_of)
+                       in_workers, source_of)
 from .features import cached_features, extract, tap_names
 from .presets import Preset
 from .train import DivergenceError, load_snapshot, train
@@ -75,6 +75,7 @@ class RunOptions:
     dry_run: bool = False                           # print the plan, compute nothing
     train_only: bool = False                        # train (and keep every evaluation epoch), evaluate nothing
     train_seeds: tuple[int, ...] = ()               # one encoder per training seed (default: train.seed)
+    jobs: int = 1                                   # worker processes sharing the models (estimates say so)
     on_epoch: Callable | None = None                # (model, epoch, mean losses) after training, e.g. TensorBoardLog
 
 
@@ -212,7 +213,7 @@ def run(opts: RunOptions, ds: Dataset, workers=None) -> RunSummary:
     if not opts.dry_run and not opts.train_only:
         ests = {k: estimate(work_of(p, opts, c, ds), timings)
                 for (k, p), (_, c) in zip(first.items(), runs) if p is not None}
-        overall = _start_overall(ests, timings, opts, prog, workers.jobs if workers is not None else 1)
+        overall = _start_overall(ests, timings, opts, prog)
     estimates = []
 
     def report(key, kind: str, *args) -> None:
@@ -254,7 +255,7 @@ def run(opts: RunOptions, ds: Dataset, workers=None) -> RunSummary:
         if overall is not None:
             overall.close()
     if opts.dry_run:
-        print(describe_total(estimates, timings))
+        print(describe_total(estimates, timings, opts.jobs))
     return summary
 
 
@@ -331,18 +332,15 @@ def work_of(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset) -> Wo
                 extracts=len(need), images=n_train + n_test, n_train=n_train)
 
 
-def _start_overall(ests: dict[tuple, Estimate], timings: Timings, opts: RunOptions, prog: Progress,
-                   jobs: int = 1) -> Overall | None:
-    """The overall progress line, when the first pass found records to compute (with ``jobs``
-    worker processes, the estimate is also shared among them)."""
+def _start_overall(ests: dict[tuple, Estimate], timings: Timings, opts: RunOptions, prog: Progress) -> Overall | None:
+    """The overall progress line, when the first pass found records to compute (with worker
+    processes, the estimate is also shared among them)."""
     n = sum(len(e.records) for e in ests.values())
     if not n:
         return None
     models, total = sum(1 for e in ests.values() if e.records), sum(e.total for e in ests.values())
-    share = min(jobs, models)
     log(f"[overall] {n} records to compute over {models} model(s), estimated {fmt_seconds(total)}"
-        + (f" of work, about {fmt_seconds(total / share)} in {share} worker processes" if share > 1 else "")
-        + f" ({source_of(list(ests.values()), timings)})", opts.quiet)
+        + in_workers(total, opts.jobs, models) + f" ({source_of(list(ests.values()), timings)})", opts.quiet)
     return Overall(ests, prog, quiet=opts.quiet)
 
 

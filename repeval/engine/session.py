@@ -117,12 +117,15 @@ def datasets_for(req: RunRequest):
         yield load_dataset(req.dataset, req.data_root, req.download, image_size=size), group, size
 
 
-def workers_for(req: RunRequest, group: list[str], size: int | None) -> ModelWorkers | None:
-    """The worker processes that run ``group`` (None: this process runs them): ``--jobs``,
-    else :func:`repeval.engine.workers.default_jobs`; each worker gets the parent's torch threads
-    divided among the workers."""
-    turns = len(group) * max(1, len(req.train_seeds))
-    jobs = req.jobs if req.jobs is not None else default_jobs(req.device, turns)
+def jobs_for(req: RunRequest, group: list[str]) -> int:
+    """The worker processes that run ``group``: ``--jobs``, else
+    :func:`repeval.engine.workers.default_jobs` (1: this process)."""
+    return req.jobs if req.jobs is not None else default_jobs(req.device, len(group) * max(1, len(req.train_seeds)))
+
+
+def workers_for(req: RunRequest, jobs: int, size: int | None) -> ModelWorkers | None:
+    """``jobs`` worker processes (None for one, or a dry run: this process runs the models), each
+    with the parent's torch threads divided among them, loading the dataset at ``size``."""
     if jobs <= 1 or req.dry_run:
         return None
     load = partial(load_dataset, req.dataset, req.data_root, req.download, image_size=size)
@@ -137,9 +140,10 @@ def execute(req: RunRequest) -> RunTotals:
     totals = RunTotals()
     try:
         for ds, group, size in datasets_for(req):
-            summary = run(replace(opts, models=group, rerun=tuple(r for r in opts.rerun
-                                                                  if r.partition("/")[0] in group)), ds,
-                          workers_for(req, group, size))
+            jobs = jobs_for(req, group)
+            summary = run(replace(opts, models=group, jobs=jobs,
+                                  rerun=tuple(r for r in opts.rerun if r.partition("/")[0] in group)), ds,
+                          workers_for(req, jobs, size))
             totals.written += len(summary.written)
             totals.skipped += summary.skipped
             totals.failures += len(summary.failures)

@@ -149,3 +149,12 @@ def test_quiet_silences_the_overall_line_but_the_log_file_keeps_it(timed_results
     assert main(tiny_run("--rerun", "random", "--log-file", str(log), models="random", protocols="knn")) == 0
     assert "[overall]" not in capsys.readouterr().err
     assert re.search(r"DEBUG \[overall\] 3/3 records", log.read_text())
+
+
+def test_the_cost_model_is_what_the_committed_digits_records_measured():
+    """COST_PER_1K is cost_table() of results/digits (the default run's records): regenerating those
+    records without regenerating the constants fails here."""
+    from pathlib import Path
+    recs = [json.loads(p.read_text()) for p in (Path(__file__).resolve().parents[2] / "results" / "digits"
+                                                  / "records").rglob("*.json")]
+    assert len(recs) >= 400 and cost_table(recs, n_train=1437) == COST_PER_1K

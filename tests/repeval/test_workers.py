@@ -159,3 +159,10 @@ def test_a_stopped_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, 
     assert not (root / "r" / "digits" / "records" / "slowfam-w").exists()    # it was stopped mid-training
     assert subprocess.run(cmd + _slow_args(tmp_path, root), capture_output=True).returncode == 0
     assert _without_timing(read_records(root / "r")) == _without_timing(read_records(ref / "r"))
+
+
+def test_the_dry_run_shares_its_estimate_among_the_workers(tmp_path, capsys):
+    assert main(_args(tmp_path, "random,ae", "--jobs", "2", "--dry-run")) == 0
+    total = capsys.readouterr().out.strip().splitlines()[-1]
+    assert total.startswith("estimated total: ") and " in 2 worker processes (" in total
+    assert not (tmp_path / "r").exists()      # a dry run computes nothing, spawns nothing
