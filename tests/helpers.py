@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,14 @@ def smooth_images(n, seed, size=32):
 # ------------------------------------------------------------------------------------ repeval validate
 
 VALIDATION_CHECKS = ("gaussian", "invariance", "ndm", "ssim", "student_t")
+
+
+def wait_for(cond, what: str, timeout: float = 240.0):
+    """Poll ``cond()`` until it returns something true (returned), else fail naming ``what``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +28,7 @@ from repeval.launch.shard import Shard
 from repeval.store.locks import lock_holder, model_lock, model_lock_path
 from repeval.registry import MODELS
 from repeval.store.storage import load_sealed
+from tests.helpers import wait_for
 
 needs_submitit = pytest.mark.skipif(importlib.util.find_spec("submitit") is None,
                                     reason="submitit not installed (pip install -e '.[slurm]')")
@@ -98,18 +98,8 @@ def same_threads(monkeypatch):
     monkeypatch.delenv("SLOW_STEP_S", raising=False)
 
 
-def _wait_for(cond, what: str, timeout: float = 240.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _holder_pid(lock: Path) -> int:
-    return int(_wait_for(lambda: lock_holder(lock), f"a holder of {lock}").split()[1])
+    return int(wait_for(lambda: lock_holder(lock), f"a holder of {lock}").split()[1])
 
 
 # -- options, argv, status: no processes ------------------------------------------------------------
@@ -221,7 +211,7 @@ def test_two_runs_at_once_do_the_work_once(grid, tmp_path, same_threads, monkeyp
     errs = [tmp_path / f"err{i}.txt" for i in range(2)]
     with model_lock(model_lock_path(root / "w", "digits", "slowfam")):   # both reach slowfam together
         procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(e, "w")) for e in errs]
-        _wait_for(lambda: all("[slowfam] pid " in e.read_text() for e in errs), "both runs waiting for slowfam")
+        wait_for(lambda: all("[slowfam] pid " in e.read_text() for e in errs), "both runs waiting for slowfam")
     assert [p.wait(300) for p in procs] == [0, 0], [e.read_text() for e in errs]
     assert all("is running this model; waiting" in e.read_text() for e in errs)
     assert len(steps.read_text().split()) == EPOCHS * STEPS          # one training, not two
@@ -239,7 +229,7 @@ def test_local_jobs_2_equal_inline_after_a_killed_job_is_rerun(grid, tmp_path, s
     codes: list[int] = []
     launcher = threading.Thread(target=lambda: codes.append(main(args)))
     launcher.start()
-    ckpt = _wait_for(lambda: next((root / "w" / "models").rglob("train.pt"), None), "slowfam's first checkpoint")
+    ckpt = wait_for(lambda: next((root / "w" / "models").rglob("train.pt"), None), "slowfam's first checkpoint")
     os.kill(_holder_pid(model_lock_path(root / "w", "digits", "slowfam")), signal.SIGKILL)
     launcher.join(300)
     err = capsys.readouterr().err
@@ -318,7 +308,7 @@ def test_slurm_job_array_with_fake_slurm_runs_preempts_and_resumes(grid, tmp_pat
         return subprocess.Popen(["bash", str(fake / "job.sh")], env=env, stdout=out, stderr=err)
 
     preempted = task(1, SLOW_STEP_S="0.4")            # task 0 (random) is not run: one is enough
-    _wait_for(lambda: next((root / "w" / "models").rglob("train.pt"), None), "slowfam's first checkpoint")
+    wait_for(lambda: next((root / "w" / "models").rglob("train.pt"), None), "slowfam's first checkpoint")
     os.kill(_holder_pid(model_lock_path(root / "w", "digits", "slowfam")), signal.SIGUSR2)
     assert preempted.wait(300) != 0
     assert "scontrol requeue 4242_1" in (fake / "calls").read_text()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from repeval.engine.workers import ModelWorkers, WorkerSetup, default_jobs
 from repeval.estimators.mi import cpu_threads
 from repeval.store.locks import lock_holder, model_lock_path
 from repeval.store.progress import current_setup, setup_logging
-from tests.helpers import read_records
+from tests.helpers import read_records, wait_for
 
 PLUGIN = '''
 from collections import OrderedDict
@@ -122,19 +121,10 @@ def _slow_args(tmp_path: Path, root: Path) -> list[str]:
     return ["--plugin", str(plugin), *_args(root, "random,slowfam-w", "--jobs", "2", "--set", "train.epochs=3")]
 
 
-def _wait_for(cond, what: str, timeout: float = 240.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return cond()
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _holder(root: Path) -> int:
     """The pid of the process running slowfam-w (the holder of its model lock)."""
     lock = model_lock_path(root / "w", "digits", "slowfam-w")
-    return int(_wait_for(lambda: lock_holder(lock), "slowfam-w's lock").split()[1])
+    return int(wait_for(lambda: lock_holder(lock), "slowfam-w's lock").split()[1])
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM to the run", "SIGKILL to a worker"])
@@ -146,13 +136,13 @@ def test_a_stopped_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, 
     assert subprocess.run(cmd + _slow_args(tmp_path, ref), capture_output=True).returncode == 0
     proc = subprocess.Popen(cmd + _slow_args(tmp_path, root), stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "SLOW_STEP_S": "0.5"})
-    _wait_for(lambda: next((root / "w" / "models").rglob("train.pt"), None), "slowfam-w's first checkpoint")
+    wait_for(lambda: next((root / "w" / "models").rglob("train.pt"), None), "slowfam-w's first checkpoint")
     worker = _holder(root)
     os.kill(proc.pid if stop.startswith("SIGTERM") else worker, signal.SIGTERM if stop.startswith("SIGTERM") else signal.SIGKILL)
     err = proc.communicate(timeout=120)[1].strip().splitlines()
     if stop.startswith("SIGTERM"):
         assert proc.returncode == 143 and "terminated (SIGTERM); finished records are kept" in err[-1]
-        _wait_for(lambda: not Path(f"/proc/{worker}").exists(), "the worker to end", timeout=30)
+        wait_for(lambda: not Path(f"/proc/{worker}").exists(), "the worker to end", timeout=30)
     else:
         assert proc.returncode == 2 and len(err) == 1
         assert "a worker process died (killed, or out of memory?) while running " in err[0] and "slowfam-w" in err[0]
