@@ -78,6 +78,7 @@ def _init(setup: WorkerSetup, queue) -> None:
     tqdm.set_lock(threading.RLock())    # not tqdm's default multiprocessing lock: a killed worker leaks no semaphore
     _WORKER.update(setup=setup, queue=queue, ds=None)
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole process group: the parent stops us
 
 
 def _stop(signum, frame):

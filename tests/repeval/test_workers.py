@@ -127,25 +127,36 @@ def _holder(root: Path) -> int:
     return int(wait_for(lambda: lock_holder(lock), "slowfam-w's lock").split()[1])
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM to the run", "SIGKILL to a worker"])
-def test_a_stopped_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, monkeypatch, stop):
+STOPS = {   # how the run is stopped -> (exit status, its one line)
+    "SIGTERM to the run": (143, "repeval: terminated (SIGTERM); finished records are kept, rerun to resume"),
+    "Ctrl-C to the process group": (130, "repeval: interrupted; finished records are kept, rerun to resume"),
+    "SIGKILL to a worker": (2, "a worker process died (killed, or out of memory?) while running "),
+}
+
+
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_a_stopped_run_is_one_line_and_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, monkeypatch, stop):
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     monkeypatch.delenv("SLOW_STEP_S", raising=False)
     cmd = [sys.executable, "-m", "repeval"]
     ref, root = tmp_path / "ref", tmp_path / "stopped"
     assert subprocess.run(cmd + _slow_args(tmp_path, ref), capture_output=True).returncode == 0
     proc = subprocess.Popen(cmd + _slow_args(tmp_path, root), stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SLOW_STEP_S": "0.5"})
+                            env={**os.environ, "SLOW_STEP_S": "0.5"}, start_new_session=True)
     wait_for(lambda: next((root / "w" / "models").rglob("train.pt"), None), "slowfam-w's first checkpoint")
     worker = _holder(root)
-    os.kill(proc.pid if stop.startswith("SIGTERM") else worker, signal.SIGTERM if stop.startswith("SIGTERM") else signal.SIGKILL)
-    err = proc.communicate(timeout=120)[1].strip().splitlines()
     if stop.startswith("SIGTERM"):
-        assert proc.returncode == 143 and "terminated (SIGTERM); finished records are kept" in err[-1]
-        wait_for(lambda: not Path(f"/proc/{worker}").exists(), "the worker to end", timeout=30)
+        os.kill(proc.pid, signal.SIGTERM)
+    elif stop.startswith("Ctrl-C"):
+        os.killpg(proc.pid, signal.SIGINT)       # what a terminal sends: the run and its workers
     else:
-        assert proc.returncode == 2 and len(err) == 1
-        assert "a worker process died (killed, or out of memory?) while running " in err[0] and "slowfam-w" in err[0]
+        os.kill(worker, signal.SIGKILL)
+    err = proc.communicate(timeout=120)[1].strip().splitlines()
+    code, line = STOPS[stop]
+    assert proc.returncode == code and len(err) == 1 and line in err[0], err     # no worker traceback, no warning
+    if code == 2:
+        assert "slowfam-w" in err[0]                 # the model the dead worker left unfinished
+    wait_for(lambda: not Path(f"/proc/{worker}").exists(), "the worker to end", timeout=30)
     assert not (root / "r" / "digits" / "records" / "slowfam-w").exists()    # it was stopped mid-training
     assert subprocess.run(cmd + _slow_args(tmp_path, root), capture_output=True).returncode == 0
     assert _without_timing(read_records(root / "r")) == _without_timing(read_records(ref / "r"))
