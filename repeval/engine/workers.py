@@ -84,7 +84,9 @@ def _init(setup: WorkerSetup, queue) -> None:
 def _stop(signum, frame):
     """SIGTERM from the parent (stopping the run): leave the model midway or the wait for the next
     one through SystemExit, so the worker's interpreter exits cleanly (its queues and semaphores
-    released) instead of dying; finished records and checkpoints are on disk already."""
+    released) instead of dying; finished records and checkpoints are on disk already. Once: a second
+    SIGTERM (the pool's own clean-up after a worker died) must not interrupt the exit."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(143)
 
 
