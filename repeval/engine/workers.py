@@ -139,7 +139,7 @@ class ModelWorkers:
             while pending:
                 done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 drain()
-                for fut in sorted(done, key=lambda f: list(futures).index(f)):
+                for fut in [f for f in futures if f in done]:      # in submission order
                     try:
                         result = fut.result()
                     except BrokenProcessPool:

@@ -53,13 +53,13 @@ def parse_devices(spec: str | None, default: str) -> list[str]:
 
 def _counts(args) -> tuple:
     """(option, value, lowest, highest) of every count an executor option takes."""
-    return (("--jobs", args.jobs, 1, MAX_JOBS), ("--slurm-time", args.slurm_time, 1, 525_600),
+    return (("--slurm-time", args.slurm_time, 1, 525_600),
             ("--slurm-gpus", args.slurm_gpus, 0, 64), ("--slurm-cpus", args.slurm_cpus, 1, 4096),
             ("--slurm-mem-gb", args.slurm_mem_gb, 0.001, 65_536), ("--slurm-max-requeue", args.slurm_max_requeue, 0, 1000))
 
 
 def check_jobs(jobs: int | None) -> None:
-    """``--jobs`` in its range (one line, before any data loads)."""
+    """``--jobs`` in its range, for every executor (one line, before any data loads)."""
     if jobs is not None and not 1 <= jobs <= MAX_JOBS:
         raise LaunchError(f"--jobs must be in [1, {MAX_JOBS}], got {jobs}")
 
@@ -70,7 +70,6 @@ def check_options(args) -> list[str]:
     if args.executor == "inline":
         if args.devices is not None:
             raise LaunchError("--devices needs --executor local or --executor slurm")
-        check_jobs(args.jobs)
         return [args.device]
     if getattr(args, "dry_run", False):
         raise LaunchError("--dry-run shows the plan in this process: drop --executor")
