@@ -24,11 +24,12 @@ found through :meth:`repeval.store.records.ResultsLayout.scan`, the walker ``rep
 from __future__ import annotations
 
 import errno
+import hashlib
 import shutil
 import tempfile
 import time
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -44,7 +45,7 @@ from ..plugin.zoo import ModelSpec, encoder_identity, family_sections
 from ..registry import MODELS, PROTOCOLS, did_you_mean
 from ..seeding import derive_seed, generator, seed_everything
 from ..store.guards import describe_os_error
-from ..store.locks import model_lock, model_lock_path
+from ..store.locks import claim, model_lock, model_lock_path
 from ..store.progress import Progress, log
 from ..store.provenance import provenance
 from ..store.records import LINK_NOTE, SCHEMA, Record, RecordError, ResultsLayout, train_seed
@@ -76,6 +77,7 @@ class RunOptions:
     train_only: bool = False                        # train (and keep every evaluation epoch), evaluate nothing
     train_seeds: tuple[int, ...] = ()               # one encoder per training seed (default: train.seed)
     jobs: int = 1                                   # worker processes sharing the models (estimates say so)
+    claims: Path | None = None                      # with workers: where record groups are claimed (evaluate)
     on_epoch: Callable | None = None                # (model, epoch, mean losses) after training, e.g. TensorBoardLog
 
 
@@ -221,7 +223,7 @@ def run(opts: RunOptions, ds: Dataset, workers=None) -> RunSummary:
         epoch, mean losses: ``on_epoch``) or progress (``"train"``, ``"extract"``, ``"record"``)."""
         if kind == "epoch":
             opts.on_epoch(*args)
-        elif overall is None:
+        elif overall is None or kind == "ready":
             return
         elif kind == "plan":
             overall.replan(key, estimate(args[0], timings))
@@ -249,7 +251,7 @@ def run(opts: RunOptions, ds: Dataset, workers=None) -> RunSummary:
             rest = sorted((t for t in turns if t[0] not in idle), key=lambda t: -ests[t[0]].total if t[0] in ests else 0)
             for key, result in workers.run(rest, opts, report):
                 summary.merge(result)
-                if overall is not None:
+                if overall is not None and key is not None:   # None: a helping worker's share
                     overall.model_done(key)
     finally:
         if overall is not None:
@@ -266,8 +268,7 @@ def model_turn(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
     lock, plan it again, then describe it (``--dry-run``), train it (``--train-only``) or run it.
     ``report(kind, *args)`` hears of its work (see :func:`run`). A diverging model, a bad checkpoint
     or a folder that cannot be written goes into ``summary.failures`` and the run goes on."""
-    folders = {"results": Path(opts.results), "work": Path(opts.workdir)}
-    try:
+    with _model_errors(name, opts, summary):
         lock = nullcontext() if opts.dry_run else model_lock(
             model_lock_path(opts.workdir, ds.name, name),
             on_wait=lambda who: log(f"warning: [{name}] {who} is running this model; waiting"))
@@ -285,11 +286,51 @@ def model_turn(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
                     opts.quiet)
             else:
                 run_model(plan, opts, cfg, ds, layout, summary, prog, report)
-    except (DivergenceError, CheckpointError, OSError) as e:   # OSError: an unwritable folder, a full disk
-        why = describe_os_error(e, folders) if isinstance(e, OSError) else str(e)
+
+
+@contextmanager
+def _model_errors(name: str, opts: RunOptions, summary: RunSummary):
+    """A diverging model, a bad checkpoint or an unwritable folder (a full disk) ends the model's
+    turn with one line in ``summary.failures``; the run goes on."""
+    try:
+        yield
+    except (DivergenceError, CheckpointError, OSError) as e:
+        why = describe_os_error(e, {"results": Path(opts.results), "work": Path(opts.workdir)}) \
+            if isinstance(e, OSError) else str(e)
         msg = f"{name}: {'training diverged: ' if isinstance(e, DivergenceError) else ''}{why}"
         log(f"error: {msg}; continuing with the next model")
         summary.failures.append(msg)
+
+
+def help_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: ResultsLayout,
+               summary: RunSummary, report: Callable, epoch: int, timing: dict, paths: list[str]) -> None:
+    """A second worker's share of a model that another worker is evaluating (``--jobs``: a worker
+    with no model left helps, :mod:`repeval.engine.workers`): of the records ``paths`` that worker
+    evaluates at ``epoch``, in the same calls, those nobody has claimed, last first, from the snapshot
+    and cached features it left, with its ``timing`` (training and extraction seconds) in each record. Nothing is trained or extracted
+    here: without them there is nothing to do. The same inputs, seeds and thread count give the
+    numbers the other worker would have written; what cannot be read here is left to that worker."""
+    try:
+        plan = _owed(_build(name, cfg, ds), opts, cfg, ds, layout, {})
+        tasks = [t for t in plan.tasks if str(t.path) in set(paths)]
+        family, history = plan.family.to(torch.device(opts.device)), []
+        snap = model_dir(opts, ds, name, plan.train_key) / f"epoch-{epoch}.pt"
+        if not tasks or (family.trains and epoch > 0 and not snap.exists()):
+            return
+        if family.trains and epoch > 0:
+            history = load_snapshot(family, snap, opts.device)
+        feats, _ = extract_features(family.encoder.eval(), name, ds, opts, torch.device(opts.device),
+                                    Progress(quiet=True), only_cached=True)
+    except (CheckpointError, OSError, RecordError):
+        return
+    if feats is not None:
+        before = len(summary.written)
+        with _model_errors(name, opts, summary):
+            evaluate(plan, tasks, feats, history, ds, opts, cfg, layout, summary, Progress(quiet=True), timing,
+                     on_record=lambda: report("record"), reverse=True)
+        if len(summary.written) > before:
+            log(f"[{name}] epoch {epoch}: {len(summary.written) - before} records computed by a second worker",
+                opts.quiet)
 
 
 def first_pass(runs: list, opts: RunOptions, ds: Dataset, layout: ResultsLayout) -> tuple[dict, Timings]:
@@ -486,11 +527,12 @@ def run_model(plan: ModelPlan, opts: RunOptions, cfg: Resolved, ds: Dataset, lay
                                       refresh=plan.retrain)
         extract_s = time.time() - t0
         report("extract", 1 / (len(need) - i))
+        timing = {"train": round(train_s, 3), "extract": round(extract_s, 3), "features_cached": hit}
         tasks = [t for t in plan.tasks if t.epoch == epoch]
+        report("ready", epoch, timing, [str(t.path) for t in tasks])   # snapshot and features on disk: help_model
         log(f"[{plan.name}] epoch {epoch}: encoder ready ({train_s:.0f} s), features "
             f"{'cached' if hit else 'extracted'} ({extract_s:.0f} s); {len(tasks)} records to run", opts.quiet)
-        evaluate(plan, tasks, feats, history, ds, opts, cfg, layout, summary, prog,
-                 {"train": round(train_s, 3), "extract": round(extract_s, 3), "features_cached": hit},
+        evaluate(plan, tasks, feats, history, ds, opts, cfg, layout, summary, prog, timing,
                  on_record=lambda: report("record"))
 
 
@@ -531,18 +573,28 @@ def encoder_at(family: Family, epoch: int, plan: ModelPlan, opts: RunOptions, cf
     return history
 
 
+class _NotCached(Exception):
+    pass
+
+
 def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, prog: Progress,
-                     refresh: bool = False) -> tuple[dict, bool]:
-    """Stage 3: every tap on both splits, from the cache keyed by the encoder's weights."""
+                     refresh: bool = False, only_cached: bool = False) -> tuple[dict | None, bool]:
+    """Stage 3: every tap on both splits, from the cache keyed by the encoder's weights
+    (``only_cached``: (None, False) when the cache lacks them)."""
     enc_hash = state_dict_hash(encoder.state_dict())
     feats, hits = {"encoder_hash": enc_hash}, []
     for split, x in (("train", ds.x_train), ("test", ds.x_test)):
         key = f"{enc_hash}-{ds.name}-{ds.fingerprint}-{split}"
 
         def compute(x=x, split=split):
+            if only_cached:
+                raise _NotCached
             with prog.bar(total=x.shape[0], desc=f"{name} extract {split}", unit="img") as bar:
                 return extract(encoder, x, name=name, device=device, progress=lambda n: bar.update(n - bar.n))
-        feats[split], hit = cached_features(Path(opts.workdir) / "features", key, compute, refresh=refresh)
+        try:
+            feats[split], hit = cached_features(Path(opts.workdir) / "features", key, compute, refresh=refresh)
+        except _NotCached:
+            return None, False
         hits.append(hit)
     feats["spectrum"] = {tap: spectrum(f) for tap, f in feats["test"].items()}
     return feats, all(hits)
@@ -561,6 +613,10 @@ def _groups(tasks: list[Task]) -> list[list[Task]]:
     return out
 
 
+def _claim_name(path: Path) -> str:
+    return hashlib.sha1(str(path).encode()).hexdigest()
+
+
 def _metrics_of(raw: dict) -> dict:
     return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) or torch.is_tensor(v) else v)
             for k, v in raw.items()}
@@ -568,15 +624,22 @@ def _metrics_of(raw: dict) -> dict:
 
 def evaluate(plan: ModelPlan, tasks: list[Task], feats: dict, history: list[dict],
              ds: Dataset, opts: RunOptions, cfg: Resolved, layout: ResultsLayout, summary: RunSummary,
-             prog: Progress, timing: dict, on_record: Callable | None = None) -> None:
+             prog: Progress, timing: dict, on_record: Callable | None = None, reverse: bool = False) -> None:
     """Stage 4: one record per task, written atomically as soon as it is computed (``on_record()``
     after each, written or not). A protocol registered with ``batch`` computes the seeds of one
     (tap, epoch) in one call; each of their records carries its share of the call's seconds and
-    ``batched_seeds``, the number of seeds in the call."""
+    ``batched_seeds``, the number of seeds in the call.
+
+    With ``opts.claims`` (worker processes) each call is first claimed there, and skipped, unreported,
+    when another worker claimed it (:func:`help_model` runs the calls ``reverse``, last first)."""
     prov = provenance(opts.device)
     last = plan.epochs[-1]
     with prog.bar(total=len(tasks), desc=f"{plan.name} protocols", unit="record") as bar:
-        for group in _groups(tasks):
+        groups = _groups(tasks)
+        for group in reversed(groups) if reverse else groups:
+            if opts.claims is not None and not claim(opts.claims, _claim_name(group[0].path)):
+                bar.update(len(group))
+                continue
             task, pspec = group[0], group[0].protocol
             imgs = pspec.needs_images
             stem = layout.artifact_stem(pspec.name, plan.name, task.seed, None if task.epoch == last else task.epoch)

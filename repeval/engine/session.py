@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -105,31 +106,36 @@ class RunTotals:
         return f"{self.written} records written, {self.skipped} already present, {self.failures} failures"
 
 
-def datasets_for(req: RunRequest):
-    """(dataset, models, image size) to run: the dataset once for every model, or, for
+def datasets_for(req: RunRequest) -> list[tuple[Callable, list[str], int | None]]:
+    """(dataset loader, models, image size) to run: the dataset once for every model, or, for
     ``imagefolder:`` data, once per input size the models take
-    (:func:`repeval.plugin.zoo.input_size_groups`), loaded lazily."""
+    (:func:`repeval.plugin.zoo.input_size_groups`)."""
     from ..plugin.zoo import input_size_groups
 
     models = list(req.models)
     groups = input_size_groups(models) if req.dataset.startswith("imagefolder:") else [(None, models)]
-    for size, group in groups:
-        yield load_dataset(req.dataset, req.data_root, req.download, image_size=size), group, size
+    return [(partial(load_dataset, req.dataset, req.data_root, req.download, image_size=size), group, size)
+            for size, group in groups]
+
+
+def _turns(req: RunRequest, group: list[str]) -> int:
+    return len(group) * max(1, len(req.train_seeds))
 
 
 def jobs_for(req: RunRequest, group: list[str]) -> int:
     """The worker processes that run ``group``: ``--jobs``, else
     :func:`repeval.engine.workers.default_jobs` (1: this process)."""
-    return req.jobs if req.jobs is not None else default_jobs(req.device, len(group) * max(1, len(req.train_seeds)))
+    return req.jobs if req.jobs is not None else default_jobs(req.device, _turns(req, group))
 
 
-def workers_for(req: RunRequest, jobs: int, size: int | None) -> ModelWorkers | None:
-    """``jobs`` worker processes (None for one, or a dry run: this process runs the models), each
-    with the parent's torch threads divided among them, loading the dataset at ``size``."""
+def workers_for(req: RunRequest, jobs: int, group: list[str], size: int | None) -> ModelWorkers | None:
+    """``jobs`` worker processes, at most one per (model, training seed) of ``group`` (None for one,
+    or a dry run: this process runs the models), each with the parent's torch threads divided by
+    ``jobs``, loading the dataset at ``size``."""
     if jobs <= 1 or req.dry_run:
         return None
     load = partial(load_dataset, req.dataset, req.data_root, req.download, image_size=size)
-    return ModelWorkers(jobs, WorkerSetup(load, max(1, torch.get_num_threads() // jobs), current_setup(),
+    return ModelWorkers(min(jobs, _turns(req, group)), WorkerSetup(load, max(1, torch.get_num_threads() // jobs), current_setup(),
                                           req.plugins, req.pretrained, req.backbones, req.download))
 
 
@@ -139,11 +145,13 @@ def execute(req: RunRequest) -> RunTotals:
     tb = opts.on_epoch = TensorBoardLog(req.tensorboard) if req.tensorboard and not req.dry_run else None
     totals = RunTotals()
     try:
-        for ds, group, size in datasets_for(req):
+        for load, group, size in datasets_for(req):
             jobs = jobs_for(req, group)
-            summary = run(replace(opts, models=group, jobs=jobs,
-                                  rerun=tuple(r for r in opts.rerun if r.partition("/")[0] in group)), ds,
-                          workers_for(req, jobs, size))
+            workers = workers_for(req, jobs, group, size)
+            with workers or nullcontext():   # started now: they import torch and load the data while this process does
+                ds = load()
+                summary = run(replace(opts, models=group, jobs=jobs,
+                                      rerun=tuple(r for r in opts.rerun if r.partition("/")[0] in group)), ds, workers)
             totals.written += len(summary.written)
             totals.skipped += summary.skipped
             totals.failures += len(summary.failures)

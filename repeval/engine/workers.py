@@ -11,9 +11,14 @@ its trained epochs' losses (``--tensorboard``); each returns its
 :class:`~repeval.engine.runner.RunSummary`. Records, checkpoints and features go through the same
 files and per-model locks as ever, so an interrupted run resumes the same way. The runner hands
 them the models that owe work, longest estimate first (so the workers end together), and checks
-the others itself. A user error in a worker (a broken encoder, an unreadable record) stops the run
-as it would inline; Ctrl-C or SIGTERM stops the workers cleanly (finished records stay); a worker
-that dies (killed, out of memory) stops the run with one line naming the models it left unfinished.
+the others itself. The workers are started before this process loads the data and plans the run.
+A worker left with no model helps one that is still evaluating, once its snapshot and features
+are on disk (:func:`repeval.engine.runner.help_model`): the two claim its calls
+(``WORKDIR/claims/<run>/``, removed when the run ends) from either end, so the run's last model
+is not computed by one worker while the other waits. A user error in a worker (a broken encoder,
+an unreadable record) stops the run as it would inline; Ctrl-C or SIGTERM stops the workers
+cleanly (finished records stay); a worker that dies (killed, out of memory) stops the run with
+one line naming the models it left unfinished.
 
 A model's numbers depend on its thread count (float rounding of the parallel reductions), which
 is ``threads`` here: the default (:func:`default_jobs`) depends only on the command line and the
@@ -22,11 +27,14 @@ host, never on how many models are left, so a resumed run ends with the numbers 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import signal
 import threading
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -36,6 +44,7 @@ from ..store.progress import Progress, setup_logging
 from ..store.records import ResultsLayout
 
 POLL_S = 0.2
+SHARE_MIN = 3     # records a running model must still owe for an idle worker to help it
 
 
 class WorkerDied(RuntimeError):
@@ -90,50 +99,121 @@ def _stop(signum, frame):
     raise SystemExit(143)
 
 
+def _warm() -> None:
+    """A started worker's first task: load the dataset before any model is sent."""
+    _dataset_and_report(None)
+
+
+def _dataset_and_report(key):
+    if _WORKER["ds"] is None:
+        _WORKER["ds"] = _WORKER["setup"].load()
+    queue = _WORKER["queue"]
+    return _WORKER["ds"], lambda kind, *args: queue.put((key, kind, *args))
+
+
 def _turn(key, name: str, cfg, opts, epochs: bool):
     """One model's turn in a worker; returns its RunSummary."""
     from .runner import RunSummary, model_turn
 
-    if _WORKER["ds"] is None:
-        _WORKER["ds"] = _WORKER["setup"].load()
-    ds, queue = _WORKER["ds"], _WORKER["queue"]
-
-    def report(kind: str, *args) -> None:
-        queue.put((key, kind, *args))
+    ds, report = _dataset_and_report(key)
     opts = replace(opts, on_epoch=(lambda *a: report("epoch", *a)) if epochs else None)
     summary = RunSummary()
     model_turn(name, opts, cfg, ds, ResultsLayout(opts.results, ds.name), summary, Progress(quiet=True), report)
     return summary
 
 
+def _help(key, name: str, cfg, opts, epoch: int, timing: dict, paths: list[str]):
+    """A share of a model another worker is evaluating (:func:`repeval.engine.runner.help_model`)."""
+    from .runner import RunSummary, help_model
+
+    ds, report = _dataset_and_report(key)
+    summary = RunSummary()
+    help_model(name, opts, cfg, ds, ResultsLayout(opts.results, ds.name), summary, report, epoch, timing, paths)
+    return summary
+
+
 class ModelWorkers:
-    """``jobs`` spawned worker processes with ``setup.threads`` torch threads each."""
+    """``jobs`` spawned worker processes with ``setup.threads`` torch threads each; a context
+    manager that starts them on entry (:meth:`start`) and stops them on exit."""
 
     def __init__(self, jobs: int, setup: WorkerSetup):
         self.jobs, self.setup = jobs, setup
+        self._pool = self._queue = None
+        self._used = False
+
+    def start(self) -> ModelWorkers:
+        """Spawn the workers now: each imports torch, registers what this process registered and
+        loads the dataset while this process loads it and plans the run."""
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self._queue = ctx.SimpleQueue()    # a put is written before the worker returns: no message trails its model
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_init,
+                                             initargs=(self.setup, self._queue))
+            for _ in range(self.jobs):
+                self._pool.submit(_warm)
+        return self
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers: once idle, or at once with ``kill`` (an error, a signal: records written
+        so far stay)."""
+        if self._pool is None:
+            return
+        pool, queue, self._pool = self._pool, self._queue, None
+        if kill:
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill() if not self._used else proc.terminate()   # unused: still importing, nothing to lose
+        pool.shutdown(wait=True, cancel_futures=True)
+        queue.close()
+
+    def __enter__(self) -> ModelWorkers:
+        return self.start()
+
+    def __exit__(self, kind, value, tb) -> None:
+        self.close(kill=kind is not None or not self._used)
 
     def run(self, turns: list[tuple], opts, report: Callable) -> Iterator[tuple]:
         """Run each ``(key, model, resolved config)`` of ``turns`` in a worker (at most ``jobs`` at
         once, in order); ``report(key, kind, *args)`` hears their messages here. Yields (key,
-        RunSummary) as each model ends; a worker's exception is raised here."""
+        RunSummary) as each model ends, and (None, RunSummary) as a helping worker ends (its
+        records are also reported under the model's key); a worker's exception is raised here."""
         if not turns:
             return
-        ctx = multiprocessing.get_context("spawn")
-        queue = ctx.SimpleQueue()    # a put is written before the worker returns: no message trails its model
-        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(turns)), mp_context=ctx, initializer=_init,
-                                   initargs=(self.setup, queue))
-
+        owner = self._pool is None     # not started by a ``with``: started and stopped here
+        pool, queue, size = self.start()._pool, self._queue, self.jobs
+        self._used = True
+        opts = replace(opts, claims=Path(opts.workdir) / "claims" / uuid.uuid4().hex)
+        turn_opts = replace(opts, on_epoch=None)
+        names = {key: (name, cfg) for key, name, cfg in turns}
         started, finished = [], set()
+        owed, ready, helped = {}, {}, {}     # key -> records left; key -> (epoch, timing, paths); helper future -> key
 
         def drain() -> None:
             while not queue.empty():
-                message = queue.get()
-                if message[1] == "plan":
-                    started.append(message[0])
-                report(*message)
+                key, kind, *args = queue.get()
+                if kind == "ready":     # its snapshot and features are on disk
+                    ready[key] = tuple(args)
+                    continue
+                if kind == "plan":
+                    started.append(key)
+                    owed[key] = len(args[0].tasks)
+                elif kind == "record":
+                    owed[key] = owed.get(key, 0) - 1
+                report(key, kind, *args)
+
+        def help_idle() -> None:
+            """An idle worker helps the running model that owes the most records."""
+            for _ in range(size - len(pending)):
+                open_ = [k for k in ready if k not in finished and k not in helped.values()
+                         and owed.get(k, 0) >= SHARE_MIN]
+                if not open_:
+                    return
+                key = max(open_, key=lambda k: owed[k])
+                fut = pool.submit(_help, key, *names[key], turn_opts, *ready[key])
+                futures[fut], helped[fut] = key, key
+                pending.add(fut)
         try:
             futures: dict[Future, object] = {
-                pool.submit(_turn, key, name, cfg, replace(opts, on_epoch=None), opts.on_epoch is not None): key
+                pool.submit(_turn, key, name, cfg, turn_opts, opts.on_epoch is not None): key
                 for key, name, cfg in turns}
             pending = set(futures)
             while pending:
@@ -146,12 +226,22 @@ class ModelWorkers:
                         running = ", ".join(k[0] for k in started if k not in finished) or "?"
                         raise WorkerDied(f"a worker process died (killed, or out of memory?) while running {running}; "
                                          "finished records are kept, rerun to resume") from None
-                    finished.add(futures[fut])
-                    yield futures[fut], result
-        except BaseException:
-            for proc in list(getattr(pool, "_processes", {}).values()):   # Ctrl-C, SIGTERM, a worker's error:
-                proc.terminate()                                          # records written so far stay
+                    if fut in helped:
+                        del helped[fut]
+                        yield None, result
+                    else:
+                        finished.add(futures[fut])
+                        yield futures[fut], result
+                    del futures[fut]
+                help_idle()
+        except BaseException:     # Ctrl-C, SIGTERM, a worker's error: records written so far stay
+            self.close(kill=True)
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            queue.close()
+            if owner:
+                self.close()
+            shutil.rmtree(opts.claims, ignore_errors=True)
+            try:
+                opts.claims.parent.rmdir()   # ``claims/`` when no other run uses it
+            except OSError:
+                pass

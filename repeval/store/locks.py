@@ -129,3 +129,17 @@ def lock_holder(path: str | Path) -> str | None:
         return _holder(fd)
     finally:
         os.close(fd)
+
+
+def claim(folder: str | Path, name: str) -> bool:
+    """Take ``name`` in ``folder`` for this process, unless another process took it first (an
+    ``O_EXCL`` create, atomic on a local filesystem): how the worker processes of one run share a
+    model's record groups (:func:`repeval.engine.runner.evaluate`). A claim is never released; the
+    run that made ``folder`` removes it when it ends."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(open_regular(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False

@@ -1,7 +1,8 @@
 """Benchmark: the default ``repeval run`` (every model x every protocol on digits, ``quick`` preset)
 from an empty folder, in one process (``--jobs 1``: every torch thread on one model at a time)
 against the default (one worker process per torch thread, :mod:`repeval.engine.workers`), and the
-default again on its own folders (every record present). A script, not a test.
+default again on its own folders (every record present). Each is the command as a user types it,
+writing the tables and report at the end (``--no-table``: the models only). A script, not a test.
 
     python tests/benchmarks/default_run.py                 # the whole zoo (about 5 minutes on 2 cores)
     python tests/benchmarks/default_run.py --models ae,random --protocols mlp,mine
@@ -44,18 +45,21 @@ def main() -> None:
     ap.add_argument("--models", help="default: every registered model")
     ap.add_argument("--protocols", help="default: every protocol")
     ap.add_argument("--root", type=Path, help="scratch folder (default: a new temporary folder)")
+    ap.add_argument("--no-table", dest="tables", action="store_false",
+                    help="time the models only (default: the command as typed, writing the tables and report)")
     a = ap.parse_args()
     root = a.root or Path(tempfile.mkdtemp(prefix="repeval-default-run-"))
     grid = [*(["--models", a.models] if a.models else []), *(["--protocols", a.protocols] if a.protocols else [])]
 
     def cmd(tag: str, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "repeval", "run", *grid, "--quiet", "--no-table",
+        return [sys.executable, "-m", "repeval", "run", *grid, "--quiet", *([] if a.tables else ["--no-table"]),
                 "--workdir", str(root / tag / "w"), "--results", str(root / tag / "r"), *extra]
 
     import torch
     print(f"cpu: {cpu_info()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads per process by default")
-    print(f"grid: {a.models or 'every model'} x {a.protocols or 'every protocol'}, digits, quick preset; "
+    print(f"grid: {a.models or 'every model'} x {a.protocols or 'every protocol'}, digits, quick preset, "
+          f"{'tables and report written' if a.tables else '--no-table'}; "
           f"scratch {root}")
     print(f"load average before: {load()}")
     one = timed(cmd("one", "--jobs", "1"))

@@ -55,20 +55,6 @@ def _cpuinfo() -> list[str]:
         return []
 
 
-def gemm_rate(n: int = 2048, reps: int = 5) -> float:
-    """Best float32 GFLOP/s of an n x n x n product on this host (torch's BLAS, current threads),
-    after three warm-up products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
-
-
 def gemm_flops(name: str, cfg, results: list[dict], dims: list[int], n_tr: int, n_te: int, k: int) -> float | None:
     """Floating-point operations of a protocol's matrix products, from its configuration and what
     its records report (steps, evaluations): 2 m n k per product; backward = 2 x forward for the
@@ -167,8 +153,10 @@ def main() -> int:
     fused_adam([torch.zeros(1, requires_grad=True)], 1e-3)   # one-time imports out of the first protocol's time
     print(f"# {cpu_line()}")
     print(f"# load before: {tuple(round(v, 2) for v in os.getloadavg())}")
-    rate = gemm_rate()
-    print(f"# GEMM bound: {rate:.0f} GFLOP/s (float32, 2048^3, best of 5)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_throughput import gemm_bound
+    rate, each = gemm_bound(2048, "cpu")
+    print(f"# GEMM bound: {rate:.0f} GFLOP/s (float32, 4096x2048x2048, the best of {each} GFLOP/s)")
     cache = Path(args.cache or f"/tmp/repeval_bench/{args.data.replace('/', '_').replace(':', '_')}.pt")
     t = time.perf_counter()
     ds, ftr, fte = encoder_features(args.data, cache)

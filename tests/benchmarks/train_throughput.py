@@ -13,7 +13,8 @@ reference (median of the per-round ratios), because other processes share the CP
 average is printed before and after. Each family's step is also set against the GEMM bound: its
 floating-point work (torch's FlopCounterMode on one untimed step, or for DIM(L), whose gradient
 penalty it cannot follow, :func:`dim_l_gflop_per_image`) times its img/s over the rate
-of the critic-sized product (4096 x D x D) measured in the same process. ``--threads`` sets torch's intra-op threads; on
+of the critic-sized product (4096 x D x D) measured in the same process: the better of torch's
+matmul (MKL) and oneDNN's 1x1 convolution, printed each (:func:`gemm_rates`). ``--threads`` sets torch's intra-op threads; on
 oversubscribed cores OpenMP spin-waiting can make 2 threads far slower than 1 (set
 OMP_WAIT_POLICY=PASSIVE in the environment to avoid it).
 """
@@ -79,21 +80,40 @@ def native_bf16(device: str) -> bool:
         return False
 
 
-def gemm_rate(units: int, device: str, dtype=torch.float32, reps: int = 5, rows: int = 4096) -> float:
-    """GFLOP/s of the critic's dominant GEMM, (rows x D) @ (D x D), in this process (best of ``reps``
-    after three warm-up products: the first ones run slower while the cores clock up)."""
+def gemm_rates(units: int, device: str, dtype=torch.float32, reps: int = 5, rows: int = 4096) -> dict[str, float]:
+    """GFLOP/s of the critic's dominant product, (rows x D) @ (D x D), in this process, through each
+    of torch's CPU backends: ``matmul`` (BLAS: MKL) and ``conv1x1`` (oneDNN's channels-last 1x1
+    convolution, the form the critics take on AVX-512 hosts); on CUDA the matmul only. Each the best of
+    ``reps`` after three warm-up products (the first ones run slower while the cores clock up). The
+    two differ by host: MKL runs its AVX2 kernels on AMD CPUs, so on an AVX-512 EPYC oneDNN's
+    product was measured at about twice MKL's."""
     a = torch.randn(rows, units, device=device, dtype=dtype)
     w = torch.randn(units, units, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ w
-    sync(device)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ w
+    forms = {"matmul": lambda: a @ w}
+    if not device.startswith("cuda"):
+        x = a.view(rows // 64, 8, 8, units).permute(0, 3, 1, 2)       # (N, D, 8, 8) channels-last
+        k = w.t().contiguous().view(units, units, 1, 1)
+        forms["conv1x1"] = lambda: torch.nn.functional.conv2d(x, k)
+    rates = {}
+    for name, f in forms.items():
+        for _ in range(3):
+            f()
         sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * rows * units * units / best / 1e9
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            f()
+            sync(device)
+            best = min(best, time.perf_counter() - t)
+        rates[name] = 2 * rows * units * units / best / 1e9
+    return rates
+
+
+def gemm_bound(units: int, device: str, dtype=torch.float32) -> tuple[float, str]:
+    """The host's GEMM bound: the best rate over torch's backends (:func:`gemm_rates`), and the line
+    that says each."""
+    rates = gemm_rates(units, device, dtype)
+    return max(rates.values()), ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
 
 
 def encoder_reference(cfg):
@@ -196,9 +216,9 @@ def main(argv=None) -> int:
             print(f"  {name:<20} {r:8.1f} img/s  (reference this round {ref:7.1f})", file=sys.stderr, flush=True)
 
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    bound = gemm_rate(args.critic_units, args.device, dtype)
-    print(f"# GEMM bound: {args.precision} (4096x{args.critic_units}x{args.critic_units}) {bound:.1f} GFLOP/s now; "
-          f"fraction = GFLOP/s reached (FLOPs: torch's FlopCounterMode on one step; DIM(L), whose prior's gradient penalty it cannot follow: the analytic count below) / that bound")
+    bound, each = gemm_bound(args.critic_units, args.device, dtype)
+    print(f"# GEMM bound: {args.precision} (4096x{args.critic_units}x{args.critic_units}) {bound:.1f} GFLOP/s now, "
+          f"the best of {each} GFLOP/s; fraction = GFLOP/s reached (FLOPs: torch's FlopCounterMode on one step; DIM(L), whose prior's gradient penalty it cannot follow: the analytic count below) / that bound")
     print(f"{'family':<22}{'img/s (median)':>16}{'ratio to encoder':>18}{'GFLOP/img':>11}{'fraction':>10}"
           f"{'  img/s per round'}")
     for k in runners:
@@ -210,7 +230,7 @@ def main(argv=None) -> int:
         if args.precision == "bf16" and not native_bf16(args.device):
             print(f"# DIM(L) GEMM work {work:.2f} GFLOP/image; no GEMM bound printed: bf16 is emulated here")
         else:
-            rate = gemm_rate(args.critic_units, args.device, dtype)
+            rate, _ = gemm_bound(args.critic_units, args.device, dtype)
             print(f"# DIM(L) GEMM work {work:.2f} GFLOP/image; {args.precision} GEMM (4096x{args.critic_units}"
                   f"x{args.critic_units}) now {rate:.1f} GFLOP/s -> pure-GEMM bound {rate / work:.1f} img/s "
                   f"(a DIM(L) step reaches img/s / bound of it)")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,11 @@ import torch
 from repeval.cli import main
 from repeval.data import load_digits
 from repeval.engine.presets import PRESETS
-from repeval.engine.runner import RunOptions, run
+from repeval.engine.runner import RunOptions, RunSummary, _claim_name, help_model, resolve_configs, run
 from repeval.engine.workers import ModelWorkers, WorkerSetup, default_jobs
 from repeval.estimators.mi import cpu_threads
-from repeval.store.locks import lock_holder, model_lock_path
+from repeval.store.locks import claim, lock_holder, model_lock_path
+from repeval.store.records import ResultsLayout
 from repeval.store.progress import current_setup, setup_logging
 from tests.helpers import read_records, wait_for
 
@@ -51,16 +53,54 @@ def test_workers_write_the_records_of_one_process_with_their_thread_count(tmp_pa
     with cpu_threads(1):
         assert main(_args(tmp_path / "inline", "random,ae")) == 0
     assert main(_args(tmp_path / "jobs", "random,ae", "--jobs", "2")) == 0
-    assert "2 workers" not in capfd.readouterr().err   # --quiet: no info lines
+    err = capfd.readouterr().err
+    assert "2 workers" not in err and "8 records written, 0 already present" in err   # --quiet: no info lines
     inline, jobs = read_records(tmp_path / "inline" / "r"), read_records(tmp_path / "jobs" / "r")
     assert len(jobs) == 2 * (3 + 1) and _without_timing(jobs) == _without_timing(inline)
     runtimes = {json.dumps(r["provenance"]["runtime"], sort_keys=True) for r in jobs.values()}
     assert {json.loads(t)["torch_threads"] for t in runtimes} == {torch.get_num_threads() // 2}
     assert {json.loads(t)["omp_wait_policy_set_by"] for t in runtimes} == \
         {r["provenance"]["runtime"]["omp_wait_policy_set_by"] for r in inline.values()}
-    # a rerun finds every record present, in the workers as in one process
+    assert not (tmp_path / "jobs" / "w" / "claims").exists()      # the run's claims are removed
+    # a rerun finds every record present, in the workers as in one process; the workers it started
+    # while planning are stopped without a word
     assert main(_args(tmp_path / "jobs", "random,ae", "--jobs", "2")) == 0
-    assert "0 records written, 8 already present, 0 failures" in capfd.readouterr().err
+    assert capfd.readouterr().err.strip().splitlines() == ["0 records written, 8 already present, 0 failures"]
+
+
+def test_a_helping_worker_writes_the_records_of_the_one_it_helps_and_skips_claimed_ones(tmp_path):
+    """help_model: the unclaimed calls of the records another worker evaluates, from the snapshot and
+    cached features it left, with its training and extraction seconds; nothing trained. A call that
+    worker claimed and half wrote (mlp's seeds 0 and 1 on conv: seed 0 written) is not recomputed."""
+    ds = load_digits()
+    opts = RunOptions(models=["ae"], protocols=["mlp", "ndm"], preset=PRESETS.get("quick"), seeds=2,
+                      overrides={"train": {"epochs": 1, "max_train": 128}, "mlp": {"epochs": 2},
+                                 "ndm": {"steps": 20, "eval_shuffles": 1}},
+                      workdir=tmp_path / "w", results=tmp_path / "r", quiet=True)
+    with cpu_threads(1):
+        assert not run(opts, ds).failures
+        ref = read_records(tmp_path / "r")
+        assert len(ref) == 2 * (3 + 1)
+        layout, claims = ResultsLayout(opts.results, ds.name), tmp_path / "claims"
+        taken = layout.record("ae", "mlp", "conv", 0, 1, 0)      # the call of mlp on conv, seeds 0 and 1
+        paths = sorted(str(p) for p in (tmp_path / "r").rglob("*.json"))
+        for path in paths:
+            if path != str(taken):
+                Path(path).unlink()
+        assert claim(claims, _claim_name(taken)) and not claim(claims, _claim_name(taken))
+        timing, summary, reports = {"train": 1.5, "extract": 0.25, "features_cached": False}, RunSummary(), []
+        help_model("ae", replace(opts, claims=claims), resolve_configs(opts), ds, layout, summary,
+                   lambda *a: reports.append(a), 1, timing, paths)
+    got = read_records(tmp_path / "r")
+    assert not summary.failures and len(summary.written) == len(reports) == 6 and len(got) == 7
+    assert set(ref) - set(got) == {"digits/records/ae/mlp/conv-seed1-epoch1.json"}
+    assert _without_timing(got) == _without_timing({k: ref[k] for k in got})     # history, metrics, hashes
+    del got["digits/records/ae/mlp/conv-seed0-epoch1.json"]
+    assert all({k: r["timing_s"][k] for k in timing} == timing for r in got.values())
+    assert not list((tmp_path / "w" / "models").rglob("train.pt.tmp*"))
+    again = RunSummary()          # every call claimed now: nothing left to compute
+    help_model("ae", replace(opts, claims=claims), resolve_configs(opts), ds, layout, again, print, 1, timing, paths)
+    assert again.written == [] and again.failures == []
 
 
 def test_the_parent_hears_each_models_progress_and_trained_epochs(tmp_path, capfd, restore_logging):
