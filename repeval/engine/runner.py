@@ -306,13 +306,14 @@ def help_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
                summary: RunSummary, report: Callable, epoch: int, timing: dict, paths: list[str]) -> None:
     """A second worker's share of a model that another worker is evaluating (``--jobs``: a worker
     with no model left helps, :mod:`repeval.engine.workers`): of the records ``paths`` that worker
-    evaluates at ``epoch``, in the same calls, those nobody has claimed, last first, from the snapshot
-    and cached features it left, with its ``timing`` (training and extraction seconds) in each record. Nothing is trained or extracted
-    here: without them there is nothing to do. The same inputs, seeds and thread count give the
-    numbers the other worker would have written; what cannot be read here is left to that worker."""
+    evaluates at ``epoch``, in the same calls, those nobody has claimed, last first, from the
+    snapshot and cached features it left, with its ``timing`` (training and extraction seconds) in
+    each record. Nothing is trained or extracted here: without them there is nothing to do. The
+    same inputs, seeds and thread count give the numbers the other worker would have written; what
+    cannot be read here is left to that worker."""
     try:
-        plan = _owed(_build(name, cfg, ds), opts, cfg, ds, layout, {})
-        tasks = [t for t in plan.tasks if str(t.path) in set(paths)]
+        plan, wanted = _owed(_build(name, cfg, ds), opts, cfg, ds, layout, {}), set(paths)
+        tasks = [t for t in plan.tasks if str(t.path) in wanted]
         family, history = plan.family.to(torch.device(opts.device)), []
         snap = model_dir(opts, ds, name, plan.train_key) / f"epoch-{epoch}.pt"
         if not tasks or (family.trains and epoch > 0 and not snap.exists()):
