@@ -8,9 +8,10 @@ writing the tables and report at the end (``--no-table``: the models only). A sc
     python tests/benchmarks/default_run.py --models ae,random --protocols mlp,mine
 
 Each command is a fresh ``repeval`` process on fresh folders under ``--root``; wall and CPU seconds
-(the children's user + system time) and the host's ISA and load average are printed, with the
-ratio of the two wall times. Run it on an idle machine: the load average before and after says
-whether it was.
+(the children's user + system time) and the host's ISA, load average and float32 GEMM rates
+(before and after) are printed, with the ratio of the two wall times. Run it on an idle machine:
+the load average before and after says whether it was; the GEMM rates say how fast the host ran
+(a shared host's speed drifts by 10 % between runs).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import cpu_info, load  # noqa: E402
+from train_throughput import cpu_info, gemm_bound, load  # noqa: E402
 
 
 def timed(cmd: list[str]) -> tuple[float, float, str]:
@@ -61,11 +62,12 @@ def main() -> None:
     print(f"grid: {a.models or 'every model'} x {a.protocols or 'every protocol'}, digits, quick preset, "
           f"{'tables and report written' if a.tables else '--no-table'}; "
           f"scratch {root}")
-    print(f"load average before: {load()}")
+    print(f"load average before: {load()}; host GEMM rate before: {gemm_bound(1024, 'cpu')[1]} GFLOP/s")
     one = timed(cmd("one", "--jobs", "1"))
     default = timed(cmd("default"))
     again = timed(cmd("default"))
-    print(f"load average after:  {load()}")
+    print(f"load average after:  {load()}; host GEMM rate after: {gemm_bound(1024, 'cpu')[1]} GFLOP/s "
+          "(this host's speed drifts: compare runs by their ratio, or at equal rates)")
     for name, (wall, cpu, last) in (("--jobs 1 (one process)", one), ("default (workers)", default),
                                      ("default, repeat", again)):
         print(f"{name:<24} {wall:7.1f} s wall {cpu:7.1f} s CPU   {last}")
