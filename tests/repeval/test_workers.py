@@ -103,6 +103,15 @@ def test_a_helping_worker_writes_the_records_of_the_one_it_helps_and_skips_claim
     assert again.written == [] and again.failures == []
 
 
+def test_workers_started_for_a_run_that_cannot_begin_are_stopped_on_the_spot():
+    workers = ModelWorkers(2, WorkerSetup(load_digits, 1, current_setup()))
+    with pytest.raises(ValueError, match="no data"):
+        with workers:      # started as the run starts; then the data cannot be loaded
+            procs = wait_for(lambda: list(workers._pool._processes.values()), "the workers to spawn")
+            raise ValueError("no data")
+    assert workers._pool is None and not any(p.is_alive() for p in procs)
+
+
 def test_the_parent_hears_each_models_progress_and_trained_epochs(tmp_path, capfd, restore_logging):
     setup_logging(0)     # info lines: the overall line
     ds, epochs = load_digits(), []
