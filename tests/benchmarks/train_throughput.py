@@ -14,9 +14,9 @@ average is printed before and after. Each family's step is also set against the 
 floating-point work (torch's FlopCounterMode on one untimed step, or for DIM(L), whose gradient
 penalty it cannot follow, :func:`dim_l_gflop_per_image`) times its img/s over the rate
 of the critic-sized product (4096 x D x D) measured in the same process: the better of torch's
-matmul (MKL) and oneDNN's 1x1 convolution, printed each (:func:`gemm_rates`). ``--threads`` sets torch's intra-op threads; on
-oversubscribed cores OpenMP spin-waiting can make 2 threads far slower than 1 (set
-OMP_WAIT_POLICY=PASSIVE in the environment to avoid it).
+matmul (MKL) and oneDNN's 1x1 convolution, printed each (:func:`gemm_rates`). ``--threads`` sets
+torch's intra-op threads; on oversubscribed cores OpenMP spin-waiting can make 2 threads far slower
+than 1 (set OMP_WAIT_POLICY=PASSIVE in the environment to avoid it).
 """
 from __future__ import annotations
 
