@@ -18,6 +18,7 @@ import os
 import re
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -43,9 +44,9 @@ class Dataset:
     paper_comparable: bool = False   # genuine content of one of the paper's datasets, at its size
     content_hash: str = ""    # sha256 of the source arrays (images and labels of both splits)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Cheap content hash, part of every feature-cache key."""
+        """Cheap content hash, part of every feature-cache key and record identity (computed once)."""
         h = hashlib.sha256()
         for t in (self.x_train, self.y_train, self.x_test, self.y_test):
             h.update(str(tuple(t.shape)).encode())

@@ -1,11 +1,19 @@
 """Datasets (repeval/data.py): the embedded digits, and `npz:DIR` folders (labels unique per content,
 known content, missing or unreadable files)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from repeval.data import KNOWN_NPZ, DataError, Source, load_dataset
 from tests.helpers import check_dataset, npz_folder, one_line
+
+
+def test_the_fingerprint_is_computed_once_and_follows_the_content():
+    ds = load_dataset("digits")
+    assert ds.fingerprint is ds.fingerprint          # cached: every record's identity asks for it
+    assert dataclasses.replace(ds, x_test=ds.x_test.flip(0)).fingerprint != ds.fingerprint
 
 
 def test_digits_shapes_ranges_and_fixed_split():
