@@ -75,8 +75,9 @@ def extract(encoder: nn.Module, x: torch.Tensor, *, name: str = "encoder", batch
 
 
 def cached_features(cache_dir: Path, key: str, compute, *, refresh: bool = False
-                    ) -> tuple[dict[str, torch.Tensor], bool]:
-    """Load features for ``key`` from the cache or compute and store them; returns (features, hit).
+                    ) -> tuple[dict[str, torch.Tensor] | None, bool]:
+    """Load features for ``key`` from the cache or compute and store them; returns (features, hit),
+    (None, False) on a miss when ``compute`` is None.
 
     Entries are sealed with a checksum (:func:`repeval.store.storage.save_sealed`): an entry that fails
     it, or cannot be read, is recomputed, never trusted. ``refresh`` recomputes in any case."""
@@ -86,6 +87,8 @@ def cached_features(cache_dir: Path, key: str, compute, *, refresh: bool = False
             return load_sealed(path), True
         except CheckpointError:
             path.unlink(missing_ok=True)
+    if compute is None:
+        return None, False
     feats = compute()
     save_sealed(path, feats)
     return feats, False

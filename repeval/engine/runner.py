@@ -314,12 +314,11 @@ def help_model(name: str, opts: RunOptions, cfg: Resolved, ds: Dataset, layout: 
     try:
         plan, wanted = _owed(_build(name, cfg, ds), opts, cfg, ds, layout, {}), set(paths)
         tasks = [t for t in plan.tasks if str(t.path) in wanted]
-        family, history = plan.family.to(torch.device(opts.device)), []
-        snap = model_dir(opts, ds, name, plan.train_key) / f"epoch-{epoch}.pt"
-        if not tasks or (family.trains and epoch > 0 and not snap.exists()):
+        family = plan.family.to(torch.device(opts.device))
+        trained, snap = family.trains and epoch > 0, model_dir(opts, ds, name, plan.train_key) / f"epoch-{epoch}.pt"
+        if not tasks or (trained and not snap.exists()):
             return
-        if family.trains and epoch > 0:
-            history = load_snapshot(family, snap, opts.device)
+        history = load_snapshot(family, snap, opts.device) if trained else []
         feats, _ = extract_features(family.encoder.eval(), name, ds, opts, torch.device(opts.device),
                                     Progress(quiet=True), only_cached=True)
     except (CheckpointError, OSError, RecordError):
@@ -574,10 +573,6 @@ def encoder_at(family: Family, epoch: int, plan: ModelPlan, opts: RunOptions, cf
     return history
 
 
-class _NotCached(Exception):
-    pass
-
-
 def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, prog: Progress,
                      refresh: bool = False, only_cached: bool = False) -> tuple[dict | None, bool]:
     """Stage 3: every tap on both splits, from the cache keyed by the encoder's weights
@@ -588,13 +583,11 @@ def extract_features(encoder, name: str, ds: Dataset, opts: RunOptions, device, 
         key = f"{enc_hash}-{ds.name}-{ds.fingerprint}-{split}"
 
         def compute(x=x, split=split):
-            if only_cached:
-                raise _NotCached
             with prog.bar(total=x.shape[0], desc=f"{name} extract {split}", unit="img") as bar:
                 return extract(encoder, x, name=name, device=device, progress=lambda n: bar.update(n - bar.n))
-        try:
-            feats[split], hit = cached_features(Path(opts.workdir) / "features", key, compute, refresh=refresh)
-        except _NotCached:
+        feats[split], hit = cached_features(Path(opts.workdir) / "features", key, None if only_cached else compute,
+                                            refresh=refresh)
+        if feats[split] is None:
             return None, False
         hits.append(hit)
     feats["spectrum"] = {tap: spectrum(f) for tap, f in feats["test"].items()}

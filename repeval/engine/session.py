@@ -106,15 +106,15 @@ class RunTotals:
         return f"{self.written} records written, {self.skipped} already present, {self.failures} failures"
 
 
-def datasets_for(req: RunRequest) -> list[tuple[Callable, list[str], int | None]]:
-    """(dataset loader, models, image size) to run: the dataset once for every model, or, for
+def datasets_for(req: RunRequest) -> list[tuple[Callable, list[str]]]:
+    """(dataset loader, models) to run: the dataset once for every model, or, for
     ``imagefolder:`` data, once per input size the models take
     (:func:`repeval.plugin.zoo.input_size_groups`)."""
     from ..plugin.zoo import input_size_groups
 
     models = list(req.models)
     groups = input_size_groups(models) if req.dataset.startswith("imagefolder:") else [(None, models)]
-    return [(partial(load_dataset, req.dataset, req.data_root, req.download, image_size=size), group, size)
+    return [(partial(load_dataset, req.dataset, req.data_root, req.download, image_size=size), group)
             for size, group in groups]
 
 
@@ -128,15 +128,15 @@ def jobs_for(req: RunRequest, group: list[str]) -> int:
     return req.jobs if req.jobs is not None else default_jobs(req.device, _turns(req, group))
 
 
-def workers_for(req: RunRequest, jobs: int, group: list[str], size: int | None) -> ModelWorkers | None:
+def workers_for(req: RunRequest, jobs: int, group: list[str], load: Callable) -> ModelWorkers | None:
     """``jobs`` worker processes, at most one per (model, training seed) of ``group`` (None for one,
     or a dry run: this process runs the models), each with the parent's torch threads divided by
-    ``jobs``, loading the dataset at ``size``."""
+    ``jobs``, loading the dataset with ``load``."""
     if jobs <= 1 or req.dry_run:
         return None
-    load = partial(load_dataset, req.dataset, req.data_root, req.download, image_size=size)
-    return ModelWorkers(min(jobs, _turns(req, group)), WorkerSetup(load, max(1, torch.get_num_threads() // jobs), current_setup(),
-                                          req.plugins, req.pretrained, req.backbones, req.download))
+    setup = WorkerSetup(load, max(1, torch.get_num_threads() // jobs), current_setup(),
+                        req.plugins, req.pretrained, req.backbones, req.download)
+    return ModelWorkers(min(jobs, _turns(req, group)), setup)
 
 
 def execute(req: RunRequest) -> RunTotals:
@@ -145,9 +145,9 @@ def execute(req: RunRequest) -> RunTotals:
     tb = opts.on_epoch = TensorBoardLog(req.tensorboard) if req.tensorboard and not req.dry_run else None
     totals = RunTotals()
     try:
-        for load, group, size in datasets_for(req):
+        for load, group in datasets_for(req):
             jobs = jobs_for(req, group)
-            workers = workers_for(req, jobs, group, size)
+            workers = workers_for(req, jobs, group, load)
             with workers or nullcontext():   # started now: they import torch and load the data while this process does
                 ds = load()
                 summary = run(replace(opts, models=group, jobs=jobs,
