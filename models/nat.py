@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 
 from repeval.seeding import derive_seed, generator
 from repeval.plugin.family import Family
@@ -27,6 +26,8 @@ def sphere_targets(n: int, dim: int, seed: int) -> torch.Tensor:
 
 def hungarian(feats: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Column index for every row maximising sum_i feats_i . targets_perm(i) (a permutation)."""
+    from scipy.optimize import linear_sum_assignment   # here: importing scipy.optimize costs every process ~0.5 s
+
     cost = -(feats.detach().float() @ targets.float().t()).cpu().numpy()
     rows, cols = linear_sum_assignment(cost)
     out = torch.empty(len(rows), dtype=torch.long)

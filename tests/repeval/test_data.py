@@ -1,6 +1,8 @@
 """Datasets (repeval/data.py): the embedded digits, and `npz:DIR` folders (labels unique per content,
 known content, missing or unreadable files)."""
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +28,29 @@ def test_digits_shapes_ranges_and_fixed_split():
     assert torch.bincount(a.y_test).min() >= 30
     big = load_dataset("digits", image_size=48)
     assert big.name == "digits-48px" and big.image_hw == (48, 48)
+
+
+def test_digits_are_scikit_learns_digits_and_split_read_without_importing_it():
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+    from repeval.data import DIGITS_HASH, content_hash, digits_arrays, digits_split
+
+    sk = sk_digits()
+    images, target = digits_arrays()
+    assert np.array_equal(images, sk.images) and np.array_equal(target, sk.target)
+    assert content_hash(images, target) == DIGITS_HASH
+    idx = np.arange(len(target))
+    tr, te = train_test_split(idx, test_size=0.2, random_state=0, stratify=target)
+    ours = digits_split(images, target)
+    assert np.array_equal(ours[0], np.sort(tr)) and np.array_equal(ours[1], np.sort(te))
+    # other content (not the stored split's): scikit-learn's split computed for it
+    other = np.roll(target, 7)
+    tr, te = train_test_split(idx, test_size=0.2, random_state=0, stratify=other)
+    assert np.array_equal(digits_split(images, other)[1], np.sort(te)) and not np.array_equal(np.sort(te), ours[1])
+    # the embedded dataset loads in a process that never imports scikit-learn
+    code = "import sys; from repeval.data import load_dataset; load_dataset('digits'); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_npz_dataset_labels_are_unique_per_content(tmp_path):
