@@ -33,7 +33,7 @@ KNOWN_NPZ = {
 # stratify=target)`` sorted (tests/repeval/test_data.py checks both against scikit-learn).
 # Read without importing scikit-learn: that import costs each process of a run ~0.8 s of its start.
 DIGITS_HASH = "087279c981f2b35473a1f0f890b4d960017b2db2d0130529a0510ef34afb7f70"
-DIGITS_TEST = Path(__file__).with_name("digits_test.npy")
+DIGITS_TEST = Path(__file__).with_name("digits_test.txt")
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +53,7 @@ def digits_split(target: np.ndarray, digest: str) -> tuple[np.ndarray, np.ndarra
     """Sorted train and test indices: scikit-learn's stratified 80/20 split (seed 0), the stored
     copy when the digits' content hash ``digest`` is that of the ones it was computed on."""
     if digest == DIGITS_HASH:
-        test = np.load(DIGITS_TEST).astype(np.int64)
+        test = np.loadtxt(DIGITS_TEST, dtype=np.int64).reshape(-1)
     else:
         from sklearn.model_selection import train_test_split
         test = np.sort(train_test_split(np.arange(len(target)), test_size=0.2, random_state=0, stratify=target)[1])
